@@ -1,0 +1,41 @@
+"""Classifier = backbone + new head: the model every tl_jax run trains."""
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+
+class Classifier(nn.Module):
+  """A backbone, global-pooled features and a linear head named ``head``.
+
+  ``__call__`` takes raw pixels (uint8 or float in [0, 255], NHWC), normalises
+  them with the backbone's ``MEAN``/``STD`` (so data pipelines stay
+  model-agnostic) and returns ``(logits, features)``, where ``features`` holds
+  ``stem``, ``stage1..N`` and ``pre_logits``. With ``num_classes=0`` there is
+  no head and ``logits`` is ``pre_logits`` (timm's convention).
+  """
+
+  backbone: nn.Module
+  num_classes: int
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  # Declared metadata: the path of the new head (tests check it against the tree).
+  HEAD = "head"
+
+  @nn.compact
+  def __call__(self, images, train: bool = False):
+    mean = jnp.asarray(self.backbone.MEAN, self.dtype)
+    std = jnp.asarray(self.backbone.STD, self.dtype)
+    x = (images.astype(self.dtype) - mean) / std
+    features = self.backbone(x, train)
+    x = features["pre_logits"]
+    if not self.num_classes:
+      return x, features
+    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
+    # A zero head starts every class at the same logit: the first steps then
+    # tune the head instead of undoing a random projection of good features.
+    logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros,
+                      dtype=self.dtype, name=self.HEAD)(x)
+    return logits.astype(jnp.float32), features

@@ -1,0 +1,96 @@
+"""Layers shared by the backbones."""
+
+from collections.abc import Set
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+
+
+class BatchNorm(nn.BatchNorm):
+  """BatchNorm whose statistics can be frozen layer by layer.
+
+  A layer whose path (``'/'``-joined from the model root, e.g.
+  ``backbone/stage2/block1/expand_bn``) is in ``frozen`` always normalises with
+  its running statistics and never updates them, even in training: a frozen
+  layer group needs this (Keras' ``trainable=False``), since masking the
+  parameters alone would let the statistics drift.
+  """
+
+  frozen: Set[str] = frozenset()
+
+  def __call__(self, x, use_running_average: bool | None = None, **kwargs):
+    if "/".join(self.path) in self.frozen:
+      use_running_average = True
+    return super().__call__(x, use_running_average=use_running_average, **kwargs)
+
+
+class DropPath(nn.Module):
+  """Stochastic depth: drops a residual branch per example (rng stream 'dropout')."""
+
+  rate: float
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    if deterministic or self.rate == 0.0:
+      return x
+    keep = 1.0 - self.rate
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    mask = jax.random.bernoulli(self.make_rng("dropout"), keep, shape)
+    return jnp.where(mask, x / keep, 0).astype(x.dtype)
+
+
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+  """TF "SAME" padding (the extra pixel goes after), as lax's ``'SAME'`` does."""
+  total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+  return total // 2, total - total // 2
+
+
+def depthwise_shifted(x: jnp.ndarray, kernel: jnp.ndarray, stride: int) -> jnp.ndarray:
+  """Depthwise convolution as a sum of k*k shifted, scaled copies of the input.
+
+  XLA:CPU runs grouped convolutions through a slow generic path (20-60x slower
+  than this on EfficientNet's layer shapes, forward and backward). Strided
+  taps read a polyphase view (space-to-depth), so no strided slice appears.
+  """
+  k, s = kernel.shape[0], stride
+  n, h, w, c = x.shape
+  (top, bottom), (left, right) = same_padding(h, k, s), same_padding(w, k, s)
+  oh, ow = -(-h // s), -(-w // s)
+  hp, wp = -(-(h + top + bottom) // s) * s, -(-(w + left + right) // s) * s
+  x = jnp.pad(x, ((0, 0), (top, hp - h - top), (left, wp - w - left), (0, 0)))
+  x = x.reshape(n, hp // s, s, wp // s, s, c)
+  out = 0
+  for i in range(k):
+    for j in range(k):
+      tap = x[:, i // s:i // s + oh, i % s, j // s:j // s + ow, j % s, :]
+      out = out + tap * kernel[i, j, 0]
+  return out
+
+
+class DepthwiseConv(nn.Module):
+  """kxk depthwise convolution, TF "SAME" padding, no bias; kernel (k, k, 1, C).
+
+  Same parameters as ``nn.Conv(C, (k, k), feature_group_count=C)``; on CPU it
+  computes with ``depthwise_shifted``, elsewhere with the native grouped conv.
+  """
+
+  kernel_size: int
+  stride: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    c, k, s = x.shape[-1], self.kernel_size, self.stride
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c), jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+
+    def native(x, kernel):
+      return lax.conv_general_dilated(x, kernel, (s, s), "SAME", feature_group_count=c,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    return lax.platform_dependent(x, kernel, cpu=lambda x, w: depthwise_shifted(x, w, s),
+                                  default=native)

@@ -1,0 +1,158 @@
+"""PNG plots of evaluation and training results.
+
+Figures are built with :class:`matplotlib.figure.Figure` and rendered by the
+Agg canvas directly, never through pyplot: no global figure registry, no GUI
+backend, safe in headless jobs and threads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+# Above this many classes cell annotations overlap and only add noise.
+_MAX_ANNOTATED_CLASSES = 30
+
+
+def _new_figure(figsize) -> Figure:
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)  # attaches itself as fig.canvas
+    return fig
+
+
+def _save(fig: Figure, path) -> str:
+    path = os.fspath(path)
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    try:
+        fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
+    finally:
+        # Drops renderer caches and artists; nothing references the figure otherwise.
+        fig.clear()
+    return path
+
+
+def plot_confusion_matrix(
+    confusion,
+    class_names: Sequence[str],
+    path,
+    *,
+    normalize: bool = True,
+    title: str | None = None,
+) -> str:
+    """Writes a confusion-matrix heat map as PNG.
+
+    Args:
+        confusion: ``[C, C]`` count matrix, rows true and columns predicted.
+        class_names: ``C`` tick labels.
+        path: Output file; parent directories are created.
+        normalize: Colour by row-normalised fraction (recall per cell) and
+            show it under each count; otherwise colour by raw counts.
+        title: Optional figure title.
+
+    Returns:
+        ``path`` as a string.
+    """
+    cm = np.asarray(confusion, dtype=np.int64)
+    n = cm.shape[0]
+    if cm.shape != (n, n) or len(class_names) != n:
+        raise ValueError(f"confusion {cm.shape} does not match {len(class_names)} class names")
+    names = [str(c) for c in class_names]
+
+    row_sums = cm.sum(axis=1, keepdims=True)
+    frac = np.divide(cm, row_sums, out=np.zeros(cm.shape), where=row_sums > 0)
+    values = frac if normalize else cm
+
+    annotate = n <= _MAX_ANNOTATED_CLASSES
+    # Annotated cells need ~0.6 in to fit two text lines; bare cells can be smaller.
+    side = min(max(6.0, (0.6 if annotate else 0.3) * n + 2.0), 24.0)
+    fig = _new_figure((side + 1.5, side))
+    ax = fig.add_subplot()
+    vmax = 1.0 if normalize else max(int(cm.max()), 1)
+    im = ax.imshow(values, cmap="Blues", vmin=0.0, vmax=vmax, interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04,
+                 label="fraction of true class" if normalize else "count")
+
+    long_names = max((len(s) for s in names), default=0) > 3
+    # Tick labels must fit within one cell's height (in points) to not overlap.
+    cell_pt = 72.0 * (side - 2.0) / max(n, 1)
+    tick_size = min(10.0, max(4.0, cell_pt / 1.5))
+    ax.set_xticks(range(n))
+    ax.set_yticks(range(n))
+    ax.set_xticklabels(names, fontsize=tick_size,
+                       rotation=45 if long_names or n > 20 else 0,
+                       ha="right" if long_names or n > 20 else "center",
+                       rotation_mode="anchor")
+    ax.set_yticklabels(names, fontsize=tick_size)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    if title:
+        ax.set_title(title)
+
+    if annotate:
+        cell_size = 9 if n <= 12 else 8 if n <= 20 else 7
+        for i in range(n):
+            for j in range(n):
+                text = str(cm[i, j])
+                if normalize:
+                    text += f"\n{frac[i, j]:.2f}"
+                # Light text on dark cells keeps the numbers legible.
+                dark = values[i, j] > 0.5 * vmax
+                ax.text(j, i, text, ha="center", va="center", fontsize=cell_size,
+                        color="white" if dark else "black")
+    return _save(fig, path)
+
+
+def _series(records: Iterable[Mapping[str, Any]], key: str) -> tuple[list, list]:
+    steps, vals = [], []
+    for r in records:
+        v = r.get(key)
+        if v is None or "step" not in r:
+            continue
+        v = float(v)
+        if math.isfinite(v):
+            steps.append(r["step"])
+            vals.append(v)
+    return steps, vals
+
+
+def plot_training_curves(records: Sequence[Mapping[str, Any]], path) -> str:
+    """Writes loss and accuracy curves against step as PNG.
+
+    Args:
+        records: Dicts as logged to ``metrics.jsonl``; each has ``step`` and
+            any of ``train_loss``, ``train_accuracy``, ``val_loss``,
+            ``val_accuracy`` (other keys are ignored). Missing or non-finite
+            values are skipped, so train and val may be logged at different
+            steps.
+        path: Output file; parent directories are created.
+
+    Returns:
+        ``path`` as a string.
+    """
+    records = list(records)
+    fig = _new_figure((12, 4.5))
+    axes = fig.subplots(1, 2)
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        drawn = False
+        for split, style in (("train", dict(lw=1.2)), ("val", dict(lw=1.5, marker="o", ms=4))):
+            steps, vals = _series(records, f"{split}_{metric}")
+            if steps:
+                ax.plot(steps, vals, label=split, **style)
+                drawn = True
+        ax.set_title(metric)
+        ax.set_xlabel("step")
+        ax.set_ylabel(metric)
+        ax.grid(True, alpha=0.3)
+        if drawn:
+            ax.legend()
+        else:
+            ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    fig.tight_layout()
+    return _save(fig, path)
