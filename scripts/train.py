@@ -5,6 +5,7 @@ r"""Trains a config; rerun the same command to resume.
 """
 
 import json
+import logging as std_logging
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -17,7 +18,8 @@ _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Where checkpoints,
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.INFO)
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
+  std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
   summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(json.dumps(summary, indent=1))
   print(f"\nResults in {_WORKDIR.value}: metrics.jsonl, curves.png, checkpoints/, "

@@ -1,0 +1,75 @@
+"""Freezing: partition rules, frozen params/statistics, optimizer state, backward compute."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tl_jax import partition, steps, trainer
+
+
+def test_rules_first_match_wins_and_uncovered_are_listed():
+  params = {"backbone": {"stem": {"conv": {"kernel": 1}}, "top": {"bn": {"scale": 2}}}, "head": {"bias": 3}}
+  labels = partition.label_paths(partition.flatten(params), [("head/.*", "head"), ("backbone/top/.*", "top"),
+                                                             (".*", "frozen")])
+  assert labels == {"backbone/stem/conv/kernel": "frozen", "backbone/top/bn/scale": "top", "head/bias": "head"}
+  with pytest.raises(ValueError, match=r"2 parameter\(s\) match no rule.*\n  backbone/stem/conv/kernel\n  backbone/top/bn/scale"):
+    partition.label_paths(partition.flatten(params), [("head/.*", "head")])
+
+
+def _probe_config(cfg, rules, **groups):
+  cfg.unlock()
+  cfg.data.image_size = 32
+  cfg.param_groups = dict(rules=rules, **groups)
+  cfg.train.batch_size = 8
+  return cfg
+
+
+def _batch(n=8, size=32, seed=0):
+  rng = np.random.default_rng(seed)
+  return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+          "label": rng.integers(0, 10, n).astype(np.int32)}
+
+
+def test_frozen_params_and_batch_stats_do_not_move(quickstart_config):
+  # stages 1-5 frozen (BN running stats by default), stages 6-7, top and head trained.
+  cfg = _probe_config(quickstart_config, (("head/.*", "head"), ("backbone/(stage[67]|top)/.*", "top"),
+                                          (".*", "frozen")))
+  state, groups = trainer.create_state(cfg, 10, 10)
+  before = jax.device_get(state)
+  step = jax.jit(steps.train_step)
+  for i in range(3):
+    state, _ = step(state, _batch(seed=i), jax.random.key(0))
+  after = jax.device_get(state)
+  flat_p0, flat_p1 = partition.flatten(before.params), partition.flatten(after.params)
+  for path, label in groups.labels.items():
+    same = np.array_equal(flat_p0[path], flat_p1[path])
+    assert same == (label == "frozen"), path
+  s0, s1 = partition.flatten(before.batch_stats), partition.flatten(after.batch_stats)
+  for path in s0:
+    assert np.array_equal(s0[path], s1[path]) == (not path.startswith(("backbone/stage6", "backbone/stage7",
+                                                                       "backbone/top"))), path
+  # Frozen groups hold no optimizer state: Adam's two moments cover trainable params only.
+  trainable = sum(int(v.size) for p, v in flat_p0.items() if groups.labels[p] != "frozen")
+  state_size = partition.count(after.opt_state)
+  assert 2 * trainable <= state_size <= 2 * trainable + 16
+
+
+def _conv_count(fn, *args) -> int:
+  return jax.jit(fn).lower(*args).compile().as_text().count(" convolution(")
+
+
+def test_linear_probe_step_has_no_backward_convolutions(quickstart_config):
+  cfg = _probe_config(quickstart_config, (("head/.*", "head"), (".*", "frozen")))
+  state, _ = trainer.create_state(cfg, 10, 10, pretrained=False)
+  batch, rng = _batch(), jax.random.key(0)
+  forward = _conv_count(lambda s, x: s.apply_fn({"params": s.params, "batch_stats": s.batch_stats}, x)[0],
+                        state, batch["image"])
+  probe = _conv_count(steps.train_step, state, batch, rng)
+  cfg.param_groups = dict(rules=((".*", "all"),))
+  full_state, _ = trainer.create_state(cfg, 10, 10, pretrained=False)
+  full = _conv_count(steps.train_step, full_state, batch, rng)
+  print(f"HLO convolutions: forward {forward}, linear-probe step {probe}, full fine-tune step {full}")
+  assert forward > 0 and probe <= forward < full

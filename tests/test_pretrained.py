@@ -1,0 +1,75 @@
+"""Real ImageNet EfficientNet-Lite0 weights on real photos."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tl_jax import models, weights
+
+skdata = pytest.importorskip("skimage.data")
+
+
+@pytest.fixture(scope="module")
+def lite0():
+  model = models.create("efficientnet_lite0", 1000)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3), jnp.uint8))
+  variables = weights.merge(variables, weights.load_pretrained("efficientnet_lite0"))
+  return model, variables
+
+
+@pytest.mark.parametrize("photo, classes", [("chelsea", range(281, 286)), ("coffee", [967])])
+def test_real_photo_top1(lite0, photo, classes):
+  model, variables = lite0
+  image = jnp.asarray(getattr(skdata, photo)(), jnp.float32)
+  x = jax.image.resize(image, (224, 224, 3), "bilinear")[None]
+  logits, features = jax.jit(model.apply)(variables, x)
+  assert int(np.argmax(logits[0])) in classes
+  assert features["pre_logits"].shape == (1, 1280)
+  assert features["stage7"].shape == (1, 7, 7, 320)
+
+
+def test_depthwise_cpu_path_matches_grouped_conv():
+  from jax import lax
+  from tl_jax.models.layers import depthwise_shifted
+
+  rng = np.random.default_rng(0)
+  for size, k, s in [(9, 3, 2), (8, 5, 2), (7, 5, 1), (6, 3, 1)]:
+    x = rng.normal(size=(2, size, size, 4)).astype(np.float32)
+    w = rng.normal(size=(k, k, 1, 4)).astype(np.float32)
+    ref = lax.conv_general_dilated(x, w, (s, s), "SAME", feature_group_count=4,
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(depthwise_shifted(x, w, s), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_merge_reports_missing_unexpected_and_shapes():
+  model = models.create("efficientnet_lite0", 10)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+  loaded = weights.load_pretrained("efficientnet_lite0")
+  with pytest.raises(ValueError, match=r"2 shape mismatch:\n.*\n    params/head/kernel: expected \(1280, 10\), got \(1280, 1000\)"):
+    weights.merge(variables, loaded)
+  loaded.pop("params/backbone/stem/conv/kernel")
+  loaded["params/backbone/extra/kernel"] = np.zeros(3)
+  with pytest.raises(ValueError) as e:
+    weights.merge(variables, loaded, dont_load=("head/.*",))
+  assert "1 missing:\n    params/backbone/stem/conv/kernel" in str(e.value)
+  assert "1 unexpected:\n    params/backbone/extra/kernel" in str(e.value)
+
+
+def test_missing_weight_file_names_the_fix(tmp_path):
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    weights.load_pretrained("efficientnet_lite0", path=str(tmp_path / "nope.pth"))
+
+
+def test_parameter_paths_snapshot():
+  """Paths are a public API: renames must update tests/snapshots deliberately."""
+  from tl_jax import partition
+
+  model = models.create("efficientnet_lite0", 10)
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
+  paths = sorted(partition.flatten(variables))
+  snapshot = pathlib.Path(__file__).parent / "snapshots" / "efficientnet_lite0_paths.txt"
+  assert paths == snapshot.read_text().split()
+  assert any(p.startswith(f"params/{model.HEAD}/") for p in paths)
