@@ -23,7 +23,7 @@ def main(argv):
   summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(json.dumps(summary, indent=1))
   print(f"\nResults in {_WORKDIR.value}: metrics.jsonl, curves.png, checkpoints/, "
-        f"{summary['report_dir']}/(report.json, confusion_matrix.png)")
+        f"{summary['final_report_dir']}/(report.json, confusion_matrix.png)")
 
 
 if __name__ == "__main__":
