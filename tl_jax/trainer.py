@@ -148,7 +148,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = ckpts.restore(ckpts.latest_step(), state)
     log.info("Resumed from %s at step %d.", workdir, int(state.step))
   loss_fn = functools.partial(steps.cross_entropy, label_smoothing=tcfg.label_smoothing)
-  train_fn = jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn), donate_argnums=0)
+  augment_fn = data_lib.augment.from_config(config.get("augment"))  # None: all options off
+  train_fn = jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn, augment_fn=augment_fn),
+                     donate_argnums=0)
   eval_fn = jax.jit(steps.eval_step)
   evaluate = functools.partial(evaluate_split, eval_fn, batch_size=tcfg.eval_batch_size,
                                num_classes=dataset.num_classes)
@@ -156,7 +158,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   rng = jax.random.key(config.seed)
 
   start = int(state.step)
-  batches = data_lib.train_batches(train, tcfg.batch_size, config.seed, start)
+  # The loader's position is the restored step: resumed runs see the same batches.
+  batches = data_lib.train_batches(train, tcfg.batch_size, config.seed, start,
+                                   loading=data_lib.pipeline.Loading(**config.data.get("loading", {})))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   window: list[dict[str, jax.Array]] = []
   t0 = time.time()
