@@ -1,6 +1,9 @@
 """On-device augmentation against independent references: numpy for exact ops, scipy and Keras for resampling."""
 
 import functools
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")  # the Keras reference needs no TensorFlow
 
 import jax
 import jax.numpy as jnp
