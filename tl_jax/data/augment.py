@@ -145,7 +145,7 @@ def warp(image: jnp.ndarray, matrix: jnp.ndarray, *, fill_mode: str = "nearest",
     # points outside the image below (scipy's 'constant': no interpolation with cval).
     out = out + image[jnp.clip(ri, 0, h - 1), jnp.clip(ci, 0, w - 1)] * weight[..., None]
   if fill_mode == "constant":
-    # scipy's tolerance: points within 1e-? of the border are inside; float32 noise is ~1e-5 px.
+    # Border points computed a float32 rounding error (~1e-5 px) outside still count as inside.
     eps = 1e-4
     inside = (r > -eps) & (r < h - 1 + eps) & (c > -eps) & (c < w - 1 + eps)
     out = jnp.where(inside[..., None], out, cval)
