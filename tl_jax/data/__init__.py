@@ -21,7 +21,7 @@ from tl_jax.data import augment, image_folder, in_package, pipeline, tfds_source
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  images: np.ndarray  # (N, H, W, 3) uint8
+  images: np.ndarray  # (N, H, W, 3) uint8; memory-mapped for cached (folder, tfds) sources
   labels: np.ndarray  # (N,) int32
 
   def __len__(self) -> int:

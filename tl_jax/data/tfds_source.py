@@ -7,7 +7,9 @@ one-off step, never done implicitly during training::
   pip install 'tl_jax[prepare]'   # tensorflow-cpu
   tfds build tf_flowers --file_format=array_record [--data_dir=DIR]
 
-Records are decoded and resized once into the decode cache (``data/cache.py``).
+Records are decoded and resized once into the decode cache (``data/cache.py``),
+keyed by name, split, version and size: after re-preparing a dataset under the
+same version, delete its entries (``<cache_dir>/tfds``).
 """
 
 import os
