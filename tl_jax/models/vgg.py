@@ -93,6 +93,7 @@ class VGG(nn.Module):
   depth: int = 16
   batch_norm: bool = False
   top: str = "pool"
+  fc_channels: int = FC_CHANNELS  # smaller only in tests (a tiny variant)
   fc_dropout_rate: float = 0.5
   drop_path_rate: float = 0.0  # no residual branches: accepted for the common API, must be 0
   frozen_bn: Set[str] = frozenset()
@@ -115,7 +116,7 @@ class VGG(nn.Module):
       return features
     x = adaptive_avg_pool(x, FC_GRID)
     x = x.reshape(x.shape[0], -1)  # (h, w, c) order; converters permute torch's (c, h, w)
-    x = nn.relu(nn.Dense(FC_CHANNELS, dtype=self.dtype, name="fc1")(x))
+    x = nn.relu(nn.Dense(self.fc_channels, dtype=self.dtype, name="fc1")(x))
     x = nn.Dropout(self.fc_dropout_rate)(x, deterministic=not train)
-    features["pre_logits"] = nn.relu(nn.Dense(FC_CHANNELS, dtype=self.dtype, name="fc2")(x))
+    features["pre_logits"] = nn.relu(nn.Dense(self.fc_channels, dtype=self.dtype, name="fc2")(x))
     return features
