@@ -1,7 +1,5 @@
 """Real ImageNet EfficientNet-Lite0 weights on real photos."""
 
-import pathlib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,15 +59,3 @@ def test_merge_reports_missing_unexpected_and_shapes():
 def test_missing_weight_file_names_the_fix(tmp_path):
   with pytest.raises(FileNotFoundError, match="does not exist"):
     weights.load_pretrained("efficientnet_lite0", path=str(tmp_path / "nope.pth"))
-
-
-def test_parameter_paths_snapshot():
-  """Paths are a public API: renames must update tests/snapshots deliberately."""
-  from tl_jax import partition
-
-  model = models.create("efficientnet_lite0", 10)
-  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3))))
-  paths = sorted(partition.flatten(variables))
-  snapshot = pathlib.Path(__file__).parent / "snapshots" / "efficientnet_lite0_paths.txt"
-  assert paths == snapshot.read_text().split()
-  assert any(p.startswith(f"params/{model.HEAD}/") for p in paths)
