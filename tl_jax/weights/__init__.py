@@ -18,7 +18,8 @@ from tl_jax.weights import efficientnet_lite, formats, keras, timm, torchvision
 from tl_jax.weights.mapping import Table, apply_mapping
 from tl_jax.weights.merge import merge
 
-__all__ = ["SOURCES", "load_pretrained", "merge", "apply_mapping", "weights_dir"]
+__all__ = ["SOURCES", "load_pretrained", "convert", "convert_file", "merge", "apply_mapping",
+           "weights_dir"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,3 +212,16 @@ def load_pretrained(name: str, *, path: str | None = None, source: str | None = 
     return formats.read_converted(path, name)
   file = weight_file(name, source, path)
   return convert(name, file, source)
+
+
+def convert_file(name: str, src: str, dst: str, *, source: str | None = None) -> int:
+  """Converts ``src`` for model ``name`` and writes it to ``dst`` (.msgpack); returns the array count.
+
+  ``load_pretrained(name, path=dst)`` then reads it without converting again.
+  """
+  if not os.path.exists(src):
+    raise FileNotFoundError(f"Weight file {src!r} does not exist.")
+  source, _ = _source(name, source)
+  loaded = convert(name, src, source)
+  formats.write_converted(dst, loaded, model=name, source=source)
+  return len(loaded)
