@@ -143,3 +143,42 @@ def test_unsupported_dtype(tmp_path):
   safetensors_torch.save_file({k: v.contiguous() for k, v in state.items()}, tmp_path / "w.safetensors")
   with pytest.raises(ValueError, match=r"Unsupported dtype.*conv1.weight: int32"):
     weights.convert("resnet18", str(tmp_path / "w.safetensors"))
+
+
+def _lukemelas_to_timm(state):
+  """Renames efficientnet_pytorch (lukemelas) Lite0 keys to the timm-layout reference's."""
+  blocks = [(s, b, e) for s, (_, _, e, _, n) in enumerate(ref.LITE0) for b in range(n)]
+  top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2",
+         "_fc": "classifier"}
+  out = {}
+  for key, value in state.items():
+    parts = key.split(".")
+    if parts[0] == "_blocks":
+      s, b, e = blocks[int(parts[1])]
+      names = ({"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+               if e == 1 else
+               {"_expand_conv": "conv_pw", "_bn0": "bn1", "_depthwise_conv": "conv_dw", "_bn1": "bn2",
+                "_project_conv": "conv_pwl", "_bn2": "bn3"})
+      out[".".join(["blocks", str(s), str(b), names[parts[2]], *parts[3:]])] = value
+    else:
+      out[".".join([top[parts[0]], *parts[1:]])] = value
+  return out
+
+
+def test_efficientnet_lite0_lukemelas_real_weights():
+  """The packaged ImageNet Lite0 file in a torch reference vs tl_jax, on a real photo."""
+  skdata = pytest.importorskip("skimage.data")
+  file = weights.weight_file("efficientnet_lite0")
+  module = ref.TimmEfficientNet(ref.LITE0, 1e-3, True)
+  module.load_state_dict(_lukemelas_to_timm(torch.load(file, map_location="cpu")))
+  module.eval()
+  photo = jax.image.resize(np.asarray(skdata.chelsea(), np.float32), (224, 224, 3), "bilinear")
+  x = np.stack([np.asarray(photo), images(0, 224)[0]])
+  expected = torch_logits(module, x, TF_HALF, TF_HALF)
+  model = models.create("efficientnet_lite0", 1000)
+  init = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
+  logits, _ = model.apply(weights.merge(init, weights.load_pretrained("efficientnet_lite0")), x)
+  diff = float(np.max(np.abs(np.asarray(logits) - expected)))
+  print(f"PARITY efficientnet_lite0 lukemelas pth (real weights) max|dlogit|={diff:.2e} "
+        f"(logit std {expected.std():.2f})")
+  assert diff <= TOL
