@@ -113,8 +113,10 @@ def test_mobilenet_v2_timm(tmp_path):
   tv("mobilenet_v2", "timm", ref.TimmEfficientNet(ref.MOBILENET_V2, 1e-5, False), tmp_path)
 
 
-def test_efficientnet_lite0_timm(tmp_path):
-  check("efficientnet_lite0", "timm", ref.TimmEfficientNet(ref.LITE0, 1e-3, True), tmp_path,
+@pytest.mark.parametrize("k", [0] + [pytest.param(k, marks=slow) for k in (1, 2, 3, 4)])
+def test_efficientnet_lite_timm(k, tmp_path):
+  stages = ref.lite(*ref.LITES[k])
+  check(f"efficientnet_lite{k}", "timm", ref.TimmEfficientNet(stages, 1e-3, True), tmp_path,
         TF_HALF, TF_HALF)
 
 
