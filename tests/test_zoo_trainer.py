@@ -32,9 +32,8 @@ def test_family_trains(name, size, quickstart_config, tmp_path):
   records = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [r["epoch"] for r in records] == [1, 2]
   assert all(math.isfinite(r["train_loss"]) for r in records)
-  # From scratch, 16 steps: the training loss must fall. (Test accuracy is not
+  # From scratch, 14 steps: the training loss must fall. (Test accuracy is not
   # asserted: running BatchNorm statistics lag far behind after so few steps.)
-  print(name, records)
   assert records[1]["train_loss"] < 0.95 * records[0]["train_loss"], records
   assert records[1]["train_accuracy"] > 0.2, records  # chance is 0.1
   assert 0 <= summary["final_test_accuracy"] <= 1
