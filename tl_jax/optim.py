@@ -149,7 +149,8 @@ def l2sp(alpha: float, beta: float, head_mask: Any) -> optax.GradientTransformat
   """
 
   def init(params):
-    return L2SPState(jax.tree.map(lambda w, h: jnp.zeros((), w.dtype) if h else w, params, head_mask))
+    # A copy: the params' buffers are donated to the train step.
+    return L2SPState(jax.tree.map(lambda w, h: jnp.zeros((), w.dtype) if h else jnp.copy(w), params, head_mask))
 
   def update(grads, state, params):
     if params is None:

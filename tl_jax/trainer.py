@@ -63,7 +63,9 @@ def build_state(config, num_classes: int, variables, total_steps: int, phase: in
       batch_stats=variables.get("batch_stats", {}),
       tx=optim.make_optimizer(config.optim, groups, total_steps),
   )
-  return state, groups
+  # create() leaves step a weakly typed Python 0; the first train step returns
+  # an int32 array, whose new signature would compile the step a second time.
+  return state.replace(step=jnp.zeros((), jnp.int32)), groups
 
 
 def next_phase(config, state, num_classes: int, total_steps: int, phase: int):
