@@ -49,13 +49,8 @@ def test_train_per_class_subsets_training_split():
     raise AssertionError("too many images per class must be an error")
 
 
-def test_compare_sweep_smoke(tmp_path):
-  import importlib.util, pathlib
-  path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "compare_digits.py"
-  spec = importlib.util.spec_from_file_location("compare_digits", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  cfg = module.get_config()
+def test_compare_sweep_smoke(tmp_path, load_config):
+  cfg = load_config("compare_digits")
   cfg.unlock()
   for name in list(cfg.compare.strategies):
     if name not in ("scratch", "linear_probe"):

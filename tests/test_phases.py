@@ -7,28 +7,22 @@ import numpy as np
 from tl_jax import partition, steps, strategies, trainer
 
 
-def _batch(seed, n=8, size=32):
-  rng = np.random.default_rng(seed)
-  return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
-          "label": rng.integers(0, 10, n).astype(np.int32)}
-
-
-def _lp_ft(cfg, second=dict(preset=dict(name="top_k_stages", k=1), head=dict(lr_mult=0.1))):
+def _lp_ft(cfg):
   cfg.unlock()
   cfg.data.image_size = 32
   cfg.param_groups = dict(preset=dict(name="linear_probe"), head=dict(lr_mult=1.0),
                           backbone=dict(lr_mult=0.1, bn="running"))
-  cfg.phases = ((0, {}), (2, second))
+  cfg.phases = ((0, {}), (2, dict(preset=dict(name="top_k_stages", k=1), head=dict(lr_mult=0.1))))
   return cfg
 
 
-def test_phase_change_carries_optimizer_state(quickstart_config):
+def test_phase_change_carries_optimizer_state(quickstart_config, random_batch):
   cfg = _lp_ft(quickstart_config)
   assert [strategies.phase_at(cfg, s) for s in range(4)] == [0, 0, 1, 1]
   state, _ = trainer.create_state(cfg, 10, 10)
   step = jax.jit(steps.train_step)
   for i in range(2):
-    state, _ = step(state, _batch(i), jax.random.key(0))
+    state, _ = step(state, random_batch(seed=i), jax.random.key(0))
   old = jax.device_get(state)
   new, groups = trainer.next_phase(cfg, state, 10, 10, 1)
   assert groups.settings["head"].lr_mult == 0.1 and groups.trainable("backbone/stage7/block1/expand_conv/kernel")
@@ -43,7 +37,7 @@ def test_phase_change_carries_optimizer_state(quickstart_config):
   assert np.any(new_head.mu["head"]["kernel"] != 0)
   assert all(not np.any(x) for x in jax.tree.leaves(new_backbone.mu))  # newly trained: fresh moments
   # Real steps in the new phase move stage 7 but not stage 6.
-  after = jax.device_get(jax.jit(steps.train_step)(new, _batch(5), jax.random.key(0))[0].params)
+  after = jax.device_get(jax.jit(steps.train_step)(new, random_batch(seed=5), jax.random.key(0))[0].params)
   p0, p1 = partition.flatten(old.params), partition.flatten(after)
   assert not np.array_equal(p0["backbone/stage7/block1/expand_conv/kernel"],
                             p1["backbone/stage7/block1/expand_conv/kernel"])

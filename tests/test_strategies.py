@@ -16,10 +16,6 @@ def _config(cfg, param_groups, *, lr=0.1, name="sgd", dropout=0.0):
   return cfg
 
 
-def _batch(n=8, size=32, seed=0):
-  rng = np.random.default_rng(seed)
-  return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
-          "label": rng.integers(0, 10, n).astype(np.int32)}
 
 
 @pytest.fixture(scope="module")
@@ -63,14 +59,14 @@ def test_depth_from_paths(lite0_paths):
                                                "backbone/stem/conv/kernel")] == [0, 1, 2, 9]
 
 
-def test_lr_multipliers_and_layer_decay_scale_real_sgd_updates(quickstart_config):
+def test_lr_multipliers_and_layer_decay_scale_real_sgd_updates(quickstart_config, random_batch):
   # Plain SGD: the update of every parameter is -lr * lr_mult * decay**depth * grad.
   cfg = _config(quickstart_config, dict(preset=dict(name="full"), layer_decay=0.5,
                                         backbone=dict(lr_mult=0.2, bn="running")), lr=10.0)
   state, groups = trainer.create_state(cfg, 10, 10)
   step = jax.jit(steps.train_step)
-  state = step(state, _batch(seed=9), jax.random.key(0))[0]  # a non-zero head, so backbone grads
-  batch = _batch()
+  state = step(state, random_batch(seed=9), jax.random.key(0))[0]  # a non-zero head, so backbone grads
+  batch = random_batch()
 
   def loss(params):  # what train_step differentiates: no dropout, running BatchNorm everywhere
     logits, _ = state.apply_fn({"params": params, "batch_stats": state.batch_stats}, batch["image"])
@@ -89,16 +85,12 @@ def test_lr_multipliers_and_layer_decay_scale_real_sgd_updates(quickstart_config
     assert err < 1e-2, (path, err)
 
 
-def test_train_affine_trains_bn_scale_bias_but_not_statistics(quickstart_config):
+def test_train_affine_trains_bn_scale_bias_but_not_statistics(quickstart_config, run_steps):
   cfg = _config(quickstart_config, dict(rules=(("head/.*", "head"), (".*", "frozen")),
                                         frozen=dict(bn="train_affine")), name="adam", lr=1e-2)
   state, groups = trainer.create_state(cfg, 10, 10)
   assert groups.settings["frozen_affine"].trainable and not groups.settings["frozen"].trainable
-  before = jax.device_get(state)
-  step = jax.jit(steps.train_step)
-  for i in range(2):
-    state, _ = step(state, _batch(seed=i), jax.random.key(0))
-  after = jax.device_get(state)
+  before, after = run_steps(state, 2)
   p0, p1 = partition.flatten(before.params), partition.flatten(after.params)
   moved = {p for p in p0 if not np.array_equal(p0[p], p1[p])}
   norm_affine = {p for p in p0 if p.rsplit("/", 1)[0] + "/scale" in p0 and p.startswith("backbone/")}
