@@ -18,8 +18,9 @@ def strategies(lr: float = 1e-3) -> dict:
       # Same architecture, random init; BatchNorm must learn its statistics.
       scratch=dict(init=dict(pretrained=False), optim=dict(lr=lr),
                    param_groups=dict(preset=dict(name="scratch"), backbone=dict(lr_mult=1.0, bn="batch"))),
-      # The head only, trained on cached features: a larger LR fits it in few steps.
-      linear_probe=dict(optim=dict(lr=10 * lr), param_groups=dict(preset=dict(name="linear_probe"))),
+      # The head only, on cached features: epochs cost ~nothing, so 5x as many, at a larger LR.
+      linear_probe=dict(optim=dict(lr=10 * lr), param_groups=dict(preset=dict(name="linear_probe")),
+                        epochs_mult=5),
       top2_stages=dict(param_groups=dict(preset=dict(name="top_k_stages", k=2), **head_backbone)),
       full=dict(param_groups=dict(preset=dict(name="full"), **head_backbone)),
       l2sp=dict(param_groups=dict(preset=dict(name="full"), **head_backbone),

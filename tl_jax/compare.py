@@ -2,7 +2,9 @@
 
 ``config.compare`` holds ``strategies`` (name -> config overrides),
 ``images_per_class`` (0 = all training images) and ``num_epochs`` (one per
-size: small sets need more epochs to take the same number of steps). A phase
+size: small sets need more epochs to take the same number of steps). Besides
+config keys, an override may hold ``images_per_class`` (the sizes this
+strategy runs at) and ``epochs_mult`` (a multiplier of the epochs). A phase
 start in ``(0, 1)`` (in an override's ``phases``) is a fraction of the run's
 steps. Each run is an ordinary ``train_and_evaluate`` in
 ``workdir/<strategy>/ipc<N>``; a run that finished before is read back, so a
@@ -33,6 +35,7 @@ def run_config(config, overrides, per_class: int, num_epochs: int, train_images:
   del cfg["compare"]
   overrides = ml_collections.ConfigDict(overrides).to_dict()
   overrides.pop("images_per_class", None)  # the sizes this strategy runs at
+  num_epochs *= overrides.pop("epochs_mult", 1)  # cheap strategies (cached features) can train longer
   steps = num_epochs * (train_images // cfg.train.batch_size)
   phases = overrides.pop("phases", None)
   preset = overrides.get("param_groups", {}).pop("preset", None)
