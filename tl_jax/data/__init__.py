@@ -107,6 +107,8 @@ def load(cfg: Mapping[str, Any]) -> Dataset:
   Splits the source does not provide are held out of its train split:
   ``cfg.test_fraction`` of every class goes to ``test``, then
   ``cfg.val_fraction`` of the rest to ``val`` (0 = no validation split).
+  ``cfg.train_per_class`` (0 = all) then keeps that many training images of
+  every class (seeded), to study how transfer depends on the amount of data.
   """
   if cfg["name"] not in SOURCES:
     raise ValueError(f"Unknown dataset {cfg['name']!r} (config: data.name); known: {sorted(SOURCES)}.")
@@ -126,6 +128,15 @@ def load(cfg: Mapping[str, Any]) -> Dataset:
   elif cfg.get("val_fraction", 0):
     rest, val = stratified_split(labels[train], cfg["val_fraction"], seed + 1)
     train, splits["val"] = train[rest], Split(images[train[val]], labels[train[val]])
+  per_class = cfg.get("train_per_class", 0)
+  if per_class:
+    rng = np.random.default_rng(seed + 2)
+    keep = [rng.permutation(train[labels[train] == c])[:per_class] for c in np.unique(labels[train])]
+    short = [len(k) for k in keep if len(k) < per_class]
+    if short:
+      raise ValueError(f"data.train_per_class={per_class} but some classes have only {min(short)} "
+                       "training images: lower it (0 = all).")
+    train = np.sort(np.concatenate(keep))
   # A source's own train split stays as it is (memory-mapped), not copied by indexing.
   splits["train"] = Split(images, labels) if len(train) == len(labels) else Split(images[train], labels[train])
   return Dataset(splits, names)
