@@ -35,8 +35,6 @@ def get_config() -> ml_collections.ConfigDict:
   strategies = digits.strategies()
   # Its 10/class run shows the cached probe's cost; 200/class is the LogisticRegression check.
   probe224 = dict(strategies["linear_probe"], data=dict(image_size=224), images_per_class=(10, 200))
-  for name in ("l2sp", "lp_ft"):  # CPU budget: the small-data settings only
-    strategies[name]["images_per_class"] = (10,)
   c.compare = dict(
       strategies=dict(linear_probe_224px=probe224, **strategies),
       images_per_class=(10, 50, 200),
