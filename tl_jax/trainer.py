@@ -18,11 +18,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import checkpoint, data as data_lib, metrics, models, optim, partition, plots, steps, weights
+from tl_jax import checkpoint, data as data_lib, metrics, models, optim, partition, plots, sharding, steps, weights
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,10 @@ def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool
   groups frozen, which needs the labels of that tree.
   """
   mcfg, size = config.model, config.data.image_size
+  # model.dtype is the compute dtype: "bfloat16" keeps float32 parameters and
+  # optimizer state (mixed precision).
   build = functools.partial(models.create, mcfg.name, num_classes, dropout_rate=mcfg.dropout_rate,
-                            drop_path_rate=mcfg.drop_path_rate)
+                            drop_path_rate=mcfg.drop_path_rate, dtype=jnp.dtype(mcfg.get("dtype", "float32")))
   variables = build().init(jax.random.key(config.seed), jnp.zeros((1, size, size, 3), jnp.uint8))
   if pretrained and config.init.pretrained:
     loaded = weights.load_pretrained(mcfg.name, path=config.init.path or None,
@@ -53,10 +56,17 @@ def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool
   return state, groups
 
 
-def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_classes: int) -> dict[str, Any]:
-  """Runs ``eval_fn`` over a whole split; returns the report and the confusion matrix."""
+def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_classes: int,
+                   mesh: Mesh | None = None) -> dict[str, Any]:
+  """Runs ``eval_fn`` over a whole split; returns the report and the confusion matrix.
+
+  With a ``mesh``, each process feeds its rows of every batch and ``eval_fn``
+  must return replicated outputs (every process then sees all predictions).
+  """
   preds, hits, losses = [], [], []
   for batch, n in data_lib.eval_batches(split, batch_size):
+    if mesh is not None:
+      batch = sharding.put_batch({k: v[sharding.host_rows(batch_size)] for k, v in batch.items()}, mesh)
     out = jax.device_get(eval_fn(state, batch))
     preds.append(out["pred"][:n]), hits.append(out["top_k"][:n]), losses.append(out["loss"][:n])
   confusion = metrics.confusion_matrix(split.labels, np.concatenate(preds), num_classes)
@@ -97,8 +107,23 @@ def _check_workdir_config(config, workdir: str) -> None:
       )
     return
   os.makedirs(workdir, exist_ok=True)
-  with open(path, "w") as f:
-    f.write(config.to_json(indent=1))
+  if jax.process_index() == 0:  # atomic: other processes may be reading it
+    with open(path + ".tmp", "w") as f:
+      f.write(config.to_json(indent=1))
+    os.replace(path + ".tmp", path)
+
+
+def enable_compilation_cache(cache_dir: str) -> None:
+  """JAX's persistent compilation cache in ``cache_dir`` ("" leaves it off).
+
+  A rerun of the same config then loads its executables instead of compiling
+  them. Thresholds are zero so CPU executables, small and quick to build, are
+  cached too. Takes effect only if nothing has been compiled in this process yet.
+  """
+  if cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache_dir))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -126,15 +151,24 @@ def _log_groups(state, groups: optim.ParamGroups) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Fine-tunes ``config.model`` on ``config.data``; resumes if ``workdir`` has checkpoints.
 
+  Data parallel over all devices of all processes (see ``sharding``): a
+  multi-process run calls ``sharding.initialize_distributed`` first and every
+  process runs this function with the same arguments.
+
   Returns test accuracies of the final and of the best (by validation) checkpoint.
   """
+  t_start = time.time()
+  enable_compilation_cache(config.train.get("compilation_cache_dir", ""))
   _check_workdir_config(config, workdir)
+  mesh = sharding.make_mesh()
   dataset = data_lib.load(config.data)
   train, test = dataset.splits["train"], dataset.splits["test"]
   val_name = "val" if "val" in dataset.splits else "test"
   if val_name == "test":
     log.warning("No validation split (data.val_fraction=0): the best checkpoint is chosen on test.")
   tcfg = config.train
+  sharding.check_batch_size(tcfg.batch_size, mesh)
+  sharding.check_batch_size(tcfg.eval_batch_size, mesh, "train.eval_batch_size")
   steps_per_epoch = len(train) // tcfg.batch_size
   total_steps = tcfg.num_epochs * steps_per_epoch
   state, groups = create_state(config, dataset.num_classes, total_steps)
@@ -143,26 +177,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
            total_steps, tcfg.batch_size)
   _log_groups(state, groups)
 
+  state = sharding.replicate(state, mesh)
   ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints)
   if ckpts.latest_step() is not None:
     state = ckpts.restore(ckpts.latest_step(), state)
     log.info("Resumed from %s at step %d.", workdir, int(state.step))
   loss_fn = functools.partial(steps.cross_entropy, label_smoothing=tcfg.label_smoothing)
-  train_fn = jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn), donate_argnums=0)
-  eval_fn = jax.jit(steps.eval_step)
+  # Replicated outputs: every process can read the new state and the metrics.
+  train_fn = jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn), donate_argnums=0,
+                     out_shardings=sharding.replicated(mesh))
+  eval_fn = jax.jit(steps.eval_step, out_shardings=sharding.replicated(mesh))
   evaluate = functools.partial(evaluate_split, eval_fn, batch_size=tcfg.eval_batch_size,
-                               num_classes=dataset.num_classes)
+                               num_classes=dataset.num_classes, mesh=mesh)
   lr = optim.schedule(config.optim, total_steps)
-  rng = jax.random.key(config.seed)
+  rng = sharding.replicate(jax.random.key(config.seed), mesh)
+  main_process = jax.process_index() == 0
 
   start = int(state.step)
-  batches = data_lib.train_batches(train, tcfg.batch_size, config.seed, start)
+  batches = data_lib.train_batches(train, tcfg.batch_size, config.seed, start,
+                                   rows=sharding.host_rows(tcfg.batch_size))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   window: list[dict[str, jax.Array]] = []
   t0 = time.time()
   with tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
     for step in range(start, total_steps):
-      state, m = train_fn(state, next(batches), rng)
+      state, m = train_fn(state, sharding.put_batch(next(batches), mesh), rng)
+      if step == start:
+        jax.block_until_ready(m)
+        log.info("First step done %.1f s after start (compiling included).", time.time() - t_start)
       window.append(m)
       bar.update()
       epoch, in_epoch = divmod(step + 1, steps_per_epoch)
@@ -180,29 +222,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           "val_loss": result["report"]["loss"], "val_accuracy": result["report"]["accuracy"],
           "elapsed_s": round(time.time() - t0, 1),
       }
-      with open(metrics_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+      if main_process:
+        with open(metrics_path, "a") as f:
+          f.write(json.dumps(record) + "\n")
       ckpts.save(step + 1, state, {"val_accuracy": record["val_accuracy"]})
       bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['val_accuracy']:.4f}")
       tqdm.tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} "
                       f"acc {record['train_accuracy']:.4f} | {val_name} loss {record['val_loss']:.4f} "
                       f"acc {record['val_accuracy']:.4f}")
 
-  with open(metrics_path) as f:
-    plots.plot_training_curves([json.loads(line) for line in f], os.path.join(workdir, "curves.png"))
+  if main_process:
+    with open(metrics_path) as f:
+      plots.plot_training_curves([json.loads(line) for line in f], os.path.join(workdir, "curves.png"))
   # Test both the final model (the fixed recipe's result) and the best one by
   # validation accuracy (noisy on small validation splits).
   summary = {"final_step": total_steps, "best_step": ckpts.best_step()}
   for name, step in (("final", total_steps), ("best", summary["best_step"])):
     result = evaluate(ckpts.restore(step, state), test)
     out = os.path.join(workdir, "eval", f"test_step{step}")
-    write_report(out, result, dataset.class_names, f"test, step {step}")
+    if main_process:
+      write_report(out, result, dataset.class_names, f"test, step {step}")
     summary |= {f"{name}_val_accuracy": ckpts.metrics(step)["val_accuracy"],
                 f"{name}_test_accuracy": result["report"]["accuracy"],
                 f"{name}_test_macro_f1": result["report"]["macro_f1"], f"{name}_report_dir": out}
   summary["train_time_s"] = round(time.time() - t0, 1)
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  if main_process:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=1)
   return summary
 
 

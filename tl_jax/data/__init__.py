@@ -81,11 +81,13 @@ def load(cfg: Mapping[str, Any]) -> Dataset:
   return Dataset(splits, names)
 
 
-def train_batches(split: Split, batch_size: int, seed: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
+def train_batches(split: Split, batch_size: int, seed: int, start_step: int = 0,
+                  rows: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:
   """Endless shuffled batches (remainder dropped), resumable at any step.
 
   The order of epoch ``e`` depends only on ``(seed, e)``, so a run resumed at
-  ``start_step`` sees exactly the batches an uninterrupted run would.
+  ``start_step`` sees exactly the batches an uninterrupted run would. ``rows``
+  selects this process's part of every global batch (multi-host runs).
   """
   per_epoch = len(split) // batch_size
   if per_epoch == 0:
@@ -94,7 +96,7 @@ def train_batches(split: Split, batch_size: int, seed: int, start_step: int = 0)
   while True:
     epoch, i = divmod(step, per_epoch)
     order = np.random.default_rng([seed, epoch]).permutation(len(split))
-    idx = np.sort(order[i * batch_size:(i + 1) * batch_size])
+    idx = np.sort(order[i * batch_size:(i + 1) * batch_size])[rows]
     yield {"image": split.images[idx], "label": split.labels[idx]}
     step += 1
 
