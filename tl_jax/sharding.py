@@ -17,6 +17,7 @@ import os
 from typing import Any
 
 import jax
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
@@ -42,6 +43,11 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
         f"JAX_PROCESS_ID); got address {address!r}, process id {index}."
     )
   jax.distributed.initialize(coordinator_address=address, num_processes=count, process_id=index)
+  # CPU (gloo) collectives set up their communicator on first use and give up
+  # after 30 s if a process is late; later collectives wait as long as needed.
+  # Processes are in step right after initialize: set it up now, not at a
+  # first checkpoint or train step that slow data loading or compiling delays.
+  multihost_utils.sync_global_devices("tl_jax: distributed initialized")
 
 
 def make_mesh(model_parallel: int = 1, devices: list[Any] | None = None) -> Mesh:
@@ -87,5 +93,17 @@ def put_batch(local: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
-  """Places a pytree (e.g. the train state) whole on every device of the mesh."""
-  return jax.device_put(tree, replicated(mesh))
+  """Places a pytree (e.g. the train state) whole on every device of the mesh.
+
+  Every process must pass the same values (built from the same seed), since
+  each one supplies the copies on its own devices.
+  """
+  sharding = replicated(mesh)
+
+  def put(x):
+    if isinstance(x, jax.Array) and jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+      data = jax.make_array_from_process_local_data(sharding, np.asarray(jax.random.key_data(x)))
+      return jax.random.wrap_key_data(data, impl=jax.random.key_impl(x))
+    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+  return jax.tree.map(put, tree)
