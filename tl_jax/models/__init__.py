@@ -2,12 +2,19 @@
 
 from collections.abc import Callable, Set
 import dataclasses
+import functools
 from typing import Any
 
 import jax.numpy as jnp
 
-from tl_jax.models import efficientnet
+from tl_jax.models import efficientnet, resnet, vgg
 from tl_jax.models.classifier import Classifier
+
+# Input normalisation on the [0, 255] scale, per RGB channel.
+TORCHVISION_MEAN = (123.675, 116.28, 103.53)  # ImageNet mean * 255
+TORCHVISION_STD = (58.395, 57.12, 57.375)  # ImageNet std * 255
+CAFFE_MEAN = (123.68, 116.779, 103.939)  # Keras "caffe" mode (ResNet, VGG); std 1, BGR
+HALF = (127.5, 127.5, 127.5)  # x / 127.5 - 1 (Keras "tf" mode, EfficientNet-Lite)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -17,15 +24,51 @@ class ModelInfo:
   backbone: Callable[..., Any]  # keyword arguments -> backbone nn.Module
   resolution: int  # the pretraining input size
   dropout_rate: float  # before the head, as in the original recipe
+  mean: tuple[float, float, float]  # RGB order, [0, 255] scale
+  std: tuple[float, float, float]
+  bgr: bool  # the network sees channels in BGR order (Keras "caffe" preprocessing)
+  weights: str  # default source of pretrained weights (tl_jax.weights.SOURCES)
+  head: str = Classifier.HEAD  # path of the classifier layer
+
+
+def _lite(name: str, res: int, dropout: float) -> ModelInfo:
+  return ModelInfo(functools.partial(efficientnet.efficientnet_lite, name), res, dropout,
+                   HALF, HALF, False, "lukemelas")
+
+
+def _resnet(depth: int, style: str) -> ModelInfo:
+  backbone = functools.partial(resnet.ResNet, depth=depth, style=style)
+  if style == "keras":
+    return ModelInfo(backbone, 224, 0.0, CAFFE_MEAN, (1.0, 1.0, 1.0), True, "keras")
+  return ModelInfo(backbone, 224, 0.0, TORCHVISION_MEAN, TORCHVISION_STD, False, "torchvision")
+
+
+def _vgg(depth: int, batch_norm: bool, top: str, keras: bool = False) -> ModelInfo:
+  backbone = functools.partial(vgg.VGG, depth=depth, batch_norm=batch_norm, top=top)
+  dropout = 0.5 if top == "fc" else 0.0  # torchvision's dropout before its last layer
+  if keras:
+    return ModelInfo(backbone, 224, dropout, CAFFE_MEAN, (1.0, 1.0, 1.0), True, "keras")
+  return ModelInfo(backbone, 224, dropout, TORCHVISION_MEAN, TORCHVISION_STD, False,
+                   "torchvision")
 
 
 REGISTRY: dict[str, ModelInfo] = {
-    name: ModelInfo(
-        backbone=lambda name=name, **kw: efficientnet.efficientnet_lite(name, **kw),
-        resolution=res,
-        dropout_rate=dropout,
-    )
-    for name, (_, _, res, dropout) in efficientnet.LITE_SCALING.items()
+    **{name: _lite(name, res, dropout)
+       for name, (_, _, res, dropout) in efficientnet.LITE_SCALING.items()},
+    **{f"resnet{d}": _resnet(d, "torchvision") for d in resnet.DEPTHS},
+    **{f"keras_resnet{d}": _resnet(d, "keras") for d in (50, 101, 152)},
+    # "_fc": the original fully-connected top kept (Keras include_top=True);
+    # otherwise global pooling + new head.
+    **{f"vgg{d}{bn}{fc}": _vgg(d, bool(bn), "fc" if fc else "pool")
+       for d in vgg.DEPTHS for bn in ("", "_bn") for fc in ("", "_fc")},
+    **{f"keras_vgg{d}{fc}": _vgg(d, False, "fc" if fc else "pool", keras=True)
+       for d in (16, 19) for fc in ("", "_fc")},
+    "mobilenet_v2": ModelInfo(
+        functools.partial(efficientnet.mobilenet_v2, padding="torch", bn_epsilon=1e-5), 224, 0.2,
+        TORCHVISION_MEAN, TORCHVISION_STD, False, "torchvision"),
+    "keras_mobilenet_v2": ModelInfo(
+        functools.partial(efficientnet.mobilenet_v2, padding="SAME", bn_epsilon=1e-3), 224, 0.2,
+        HALF, HALF, False, "keras"),
 }
 
 
@@ -59,4 +102,5 @@ def create(
   backbone = info.backbone(drop_path_rate=drop_path_rate, frozen_bn=frozenset(frozen_bn),
                            dtype=dtype)
   rate = info.dropout_rate if dropout_rate is None else dropout_rate
-  return Classifier(backbone=backbone, num_classes=num_classes, dropout_rate=rate, dtype=dtype)
+  return Classifier(backbone=backbone, num_classes=num_classes, dropout_rate=rate, dtype=dtype,
+                    mean=info.mean, std=info.std, bgr=info.bgr)

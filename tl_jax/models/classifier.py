@@ -9,9 +9,10 @@ import jax.numpy as jnp
 class Classifier(nn.Module):
   """A backbone, global-pooled features and a linear head named ``head``.
 
-  ``__call__`` takes raw pixels (uint8 or float in [0, 255], NHWC), normalises
-  them with the backbone's ``MEAN``/``STD`` (so data pipelines stay
-  model-agnostic) and returns ``(logits, features)``, where ``features`` holds
+  ``__call__`` takes raw RGB pixels (uint8 or float in [0, 255], NHWC),
+  normalises them as the registry entry declares (``mean``/``std`` per RGB
+  channel, then BGR order if ``bgr``), so data pipelines stay model-agnostic,
+  and returns ``(logits, features)``, where ``features`` holds
   ``stem``, ``stage1..N`` and ``pre_logits``. With ``num_classes=0`` there is
   no head and ``logits`` is ``pre_logits`` (timm's convention).
   """
@@ -20,15 +21,20 @@ class Classifier(nn.Module):
   num_classes: int
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
+  mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+  std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+  bgr: bool = False
 
   # Declared metadata: the path of the new head (tests check it against the tree).
   HEAD = "head"
 
   @nn.compact
   def __call__(self, images, train: bool = False):
-    mean = jnp.asarray(self.backbone.MEAN, self.dtype)
-    std = jnp.asarray(self.backbone.STD, self.dtype)
+    mean = jnp.asarray(self.mean, self.dtype)
+    std = jnp.asarray(self.std, self.dtype)
     x = (images.astype(self.dtype) - mean) / std
+    if self.bgr:  # Caffe-trained weights (Keras ResNet/VGG) expect BGR
+      x = x[..., ::-1]
     features = self.backbone(x, train)
     x = features["pre_logits"]
     if not self.num_classes:

@@ -1,4 +1,4 @@
-"""EfficientNet-Lite (Tan & Le, 2019; the TF-Lite friendly variant).
+"""EfficientNet-Lite (Tan & Le, 2019; the TF-Lite friendly variant) and MobileNetV2.
 
 Lite differs from EfficientNet-B*: ReLU6 instead of swish, no squeeze-excite,
 and the stem (32 channels), head conv (1280 channels) and the repeats of the
@@ -22,7 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tl_jax.models.layers import BatchNorm, DepthwiseConv, DropPath
+from tl_jax.models.layers import BatchNorm, DepthwiseConv, DropPath, conv_padding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +42,18 @@ BASE_STAGES = (
     StageSpec(3, 2, 6, 80, 3),
     StageSpec(5, 1, 6, 112, 3),
     StageSpec(5, 2, 6, 192, 4),
+    StageSpec(3, 1, 6, 320, 1),
+)
+
+# MobileNetV2 (Sandler et al., 2018) is the same network of inverted residuals
+# with 3x3 kernels throughout (expansion t, channels c, repeats n, stride s).
+MOBILENET_V2_STAGES = (
+    StageSpec(3, 1, 1, 16, 1),
+    StageSpec(3, 2, 6, 24, 2),
+    StageSpec(3, 2, 6, 32, 3),
+    StageSpec(3, 2, 6, 64, 4),
+    StageSpec(3, 1, 6, 96, 3),
+    StageSpec(3, 2, 6, 160, 3),
     StageSpec(3, 1, 6, 320, 1),
 )
 
@@ -66,16 +78,16 @@ def round_channels(channels: int, width: float, divisor: int = 8) -> int:
   return int(rounded)
 
 
-def lite_stages(width: float, depth: float) -> tuple[StageSpec, ...]:
+def lite_stages(width: float, depth: float, base=BASE_STAGES) -> tuple[StageSpec, ...]:
   """The stage specs of a Lite variant: first and last stage keep their repeats."""
-  last = len(BASE_STAGES) - 1
+  last = len(base) - 1
   return tuple(
       dataclasses.replace(
           s,
           channels=round_channels(s.channels, width),
           repeats=s.repeats if i in (0, last) else int(math.ceil(depth * s.repeats)),
       )
-      for i, s in enumerate(BASE_STAGES)
+      for i, s in enumerate(base)
   )
 
 
@@ -102,11 +114,13 @@ class ConvBN(nn.Module):
   stride: int
   norm: Any
   dtype: Any = jnp.float32
+  padding: str = "SAME"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     k, s = self.kernel, self.stride
-    x = nn.Conv(self.features, (k, k), (s, s), padding="SAME", use_bias=False,
+    pads = [conv_padding(self.padding, n, k, s) for n in x.shape[1:3]]
+    x = nn.Conv(self.features, (k, k), (s, s), padding=pads, use_bias=False,
                 dtype=self.dtype, name="conv")(x)
     return nn.relu6(self.norm(name="bn")(x, not train))
 
@@ -120,6 +134,7 @@ class MBConv(nn.Module):
   norm: Any
   drop_path_rate: float = 0.0
   dtype: Any = jnp.float32
+  padding: str = "SAME"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -130,7 +145,7 @@ class MBConv(nn.Module):
       x = conv(hidden, (1, 1), name="expand_conv")(x)
       x = nn.relu6(self.norm(name="expand_bn")(x, not train))
     k, s = self.spec.kernel, self.stride
-    x = DepthwiseConv(k, s, self.dtype, name="depthwise_conv")(x)
+    x = DepthwiseConv(k, s, self.dtype, self.padding, name="depthwise_conv")(x)
     x = nn.relu6(self.norm(name="depthwise_bn")(x, not train))
     x = conv(self.spec.channels, (1, 1), name="project_conv")(x)
     x = self.norm(name="project_bn")(x, not train)
@@ -145,19 +160,23 @@ class Stage(nn.Module):
   blocks: tuple  # (in channels, stride, spec, drop-path rate) per block
   norm: Any
   dtype: Any = jnp.float32
+  padding: str = "SAME"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     for b, (in_ch, stride, spec, rate) in enumerate(self.blocks, start=1):
-      x = MBConv(in_ch, spec, stride, self.norm, rate, self.dtype, name=f"block{b}")(x, train)
+      x = MBConv(in_ch, spec, stride, self.norm, rate, self.dtype, self.padding,
+                 name=f"block{b}")(x, train)
     return x
 
 
 class EfficientNetLite(nn.Module):
-  """EfficientNet-Lite backbone.
+  """EfficientNet-Lite backbone; with ``base=MOBILENET_V2_STAGES``, MobileNetV2.
 
-  Takes normalised NHWC images (see ``MEAN``/``STD``) and returns the features
-  dict ``{"stem", "stage1".."stage7", "pre_logits"}``.
+  Takes normalised NHWC images and returns the features dict
+  ``{"stem", "stage1".."stage7", "pre_logits"}``. ``padding`` and
+  ``bn_epsilon`` follow the framework the weights come from: TF/Keras
+  ("SAME", 1e-3) or PyTorch ("torch", 1e-5 for torchvision and timm's MobileNetV2).
   """
 
   width: float = 1.0
@@ -165,25 +184,26 @@ class EfficientNetLite(nn.Module):
   drop_path_rate: float = 0.0
   frozen_bn: Set[str] = frozenset()
   dtype: Any = jnp.float32
-
-  # The released weights were trained on (x - 127.5) / 127.5.
-  MEAN = (127.5, 127.5, 127.5)
-  STD = (127.5, 127.5, 127.5)
+  base: tuple = BASE_STAGES
+  padding: str = "SAME"
+  bn_epsilon: float = 1e-3
 
   @nn.compact
   def __call__(self, x, train: bool = False) -> dict[str, jnp.ndarray]:
     norm = functools.partial(
-        BatchNorm, momentum=0.99, epsilon=1e-3, frozen=self.frozen_bn, dtype=self.dtype
+        BatchNorm, momentum=0.99, epsilon=self.bn_epsilon, frozen=self.frozen_bn, dtype=self.dtype
     )
     features = {}
-    x = features["stem"] = ConvBN(STEM_CHANNELS, 3, 2, norm, self.dtype, name="stem")(x, train)
-    layout = block_layout(lite_stages(self.width, self.depth))
+    x = features["stem"] = ConvBN(STEM_CHANNELS, 3, 2, norm, self.dtype, self.padding,
+                                  name="stem")(x, train)
+    layout = block_layout(lite_stages(self.width, self.depth, self.base))
     stages: dict[str, list] = {}
     for i, (stage, _, in_ch, stride, spec) in enumerate(layout):
       rate = self.drop_path_rate * i / len(layout)  # deeper blocks drop more
       stages.setdefault(stage, []).append((in_ch, stride, spec, rate))
     for stage, blocks in stages.items():
-      x = features[stage] = Stage(tuple(blocks), norm, self.dtype, name=stage)(x, train)
+      x = features[stage] = Stage(tuple(blocks), norm, self.dtype, self.padding,
+                                  name=stage)(x, train)
     x = ConvBN(TOP_CHANNELS, 1, 1, norm, self.dtype, name="top")(x, train)
     features["pre_logits"] = jnp.mean(x, axis=(1, 2))
     return features
@@ -193,3 +213,8 @@ def efficientnet_lite(name: str, **kwargs) -> EfficientNetLite:
   """The backbone ``name`` (a key of ``LITE_SCALING``)."""
   width, depth, _, _ = LITE_SCALING[name]
   return EfficientNetLite(width=width, depth=depth, **kwargs)
+
+
+def mobilenet_v2(**kwargs) -> EfficientNetLite:
+  """MobileNetV2 (width 1.0); pass ``padding``/``bn_epsilon`` of the weights' framework."""
+  return EfficientNetLite(base=MOBILENET_V2_STAGES, **kwargs)

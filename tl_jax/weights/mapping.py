@@ -9,6 +9,7 @@ entry that is deliberately unused (e.g. ``num_batches_tracked``).
 from collections.abc import Callable, Mapping
 from typing import Optional
 
+import jax.numpy as jnp
 import numpy as np
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -58,11 +59,13 @@ def apply_mapping(source: Mapping[str, np.ndarray], table: Table, *, origin: str
   """Converts a flat source state dict with ``table``; every key must be accounted for.
 
   Returns ``{dst_path: array}``. Raises ``ValueError`` listing every source key
-  the table does not know (wrong architecture or variant?) and every table key
-  the source lacks.
+  the table does not know (wrong architecture or variant?), every table key
+  the source lacks (except deliberately unused ones), and every weight that is
+  not floating point. Shapes are checked by ``merge`` against the model.
   """
   unexpected = sorted(set(source) - set(table))
-  missing = sorted(set(table) - set(source))
+  # Deliberately unused entries may be absent (old torch files have no num_batches_tracked).
+  missing = sorted(k for k in set(table) - set(source) if table[k][0] is not None)
   if unexpected or missing:
     where = f" in {origin}" if origin else ""
     lines = [f"The weights{where} do not fit this architecture's mapping table:"]
@@ -72,4 +75,10 @@ def apply_mapping(source: Mapping[str, np.ndarray], table: Table, *, origin: str
       lines.append(f"  {len(unexpected)} unexpected key(s): " + ", ".join(unexpected[:20]))
     lines.append("Check that the file is for the model you named (variant, layout).")
     raise ValueError("\n".join(lines))
-  return {dst: np.asarray(fn(source[src])) for src, (dst, fn) in table.items() if dst is not None}
+  used = {src: dst for src, (dst, _) in table.items() if dst is not None}
+  bad = [f"{src}: {np.asarray(source[src]).dtype}" for src in used
+         if not jnp.issubdtype(np.asarray(source[src]).dtype, jnp.floating)]
+  if bad:
+    raise ValueError("Unsupported dtype for weights (need floating point): " + ", ".join(bad[:20])
+                     + ". Re-save the weights as float32/float16/bfloat16.")
+  return {dst: np.asarray(table[src][1](source[src])) for src, dst in used.items()}

@@ -1,0 +1,69 @@
+"""Weight files by extension: PyTorch, safetensors, Keras .h5, and tl_jax's converted msgpack.
+
+A converted file (``scripts/convert_weights.py``) holds the already-mapped
+``{'params/...': array}`` dict plus the model and source it was made for, so
+training reads it directly instead of converting again.
+"""
+
+import os
+
+import flax.serialization
+import numpy as np
+
+from tl_jax.weights import h5, pth
+
+CONVERTED_SUFFIX = ".msgpack"
+SUFFIXES = {
+    ".pth": "pytorch", ".pt": "pytorch", ".bin": "pytorch", ".safetensors": "safetensors",
+    ".h5": "keras", ".hdf5": "keras", CONVERTED_SUFFIX: "converted",
+}
+
+
+def kind(path: str) -> str:
+  """The format of ``path`` from its suffix: pytorch, safetensors, keras or converted."""
+  suffix = os.path.splitext(path)[1].lower()
+  if suffix not in SUFFIXES:
+    raise ValueError(f"Unknown weight file type {suffix!r} ({path}); supported: "
+                     f"{', '.join(sorted(SUFFIXES))}.")
+  return SUFFIXES[suffix]
+
+
+def read_safetensors(path: str) -> dict[str, np.ndarray]:
+  """A ``.safetensors`` file as numpy arrays (no torch needed)."""
+  from safetensors.numpy import load_file
+
+  try:
+    return dict(load_file(path))
+  except Exception as e:  # the package raises its own (Rust) error types
+    raise ValueError(f"Cannot read {path!r} as safetensors: {e}") from e
+
+
+def read_source(path: str) -> dict[str, np.ndarray]:
+  """The raw ``{source key: array}`` of a PyTorch, safetensors or Keras file."""
+  reader = {"pytorch": pth.load_state_dict, "safetensors": read_safetensors,
+            "keras": h5.read_keras_h5}.get(kind(path))
+  if reader is None:
+    raise ValueError(f"{path!r} is a converted tl_jax file: read it with read_converted.")
+  return reader(path)
+
+
+def write_converted(path: str, loaded: dict[str, np.ndarray], *, model: str, source: str) -> None:
+  """Writes mapped weights once, so later runs skip reading and converting the original."""
+  if not path.endswith(CONVERTED_SUFFIX):
+    raise ValueError(f"Converted weights are written as {CONVERTED_SUFFIX} files, got {path!r}.")
+  blob = {"model": model, "source": source, "weights": {k: np.asarray(v) for k, v in loaded.items()}}
+  with open(path, "wb") as f:
+    f.write(flax.serialization.msgpack_serialize(blob))
+
+
+def read_converted(path: str, model: str) -> dict[str, np.ndarray]:
+  """Reads a converted file, refusing one made for another architecture."""
+  with open(path, "rb") as f:
+    blob = flax.serialization.msgpack_restore(f.read())
+  if not isinstance(blob, dict) or "weights" not in blob:
+    raise ValueError(f"{path!r} is not a tl_jax converted weight file "
+                     "(write one with scripts/convert_weights.py).")
+  if blob["model"] != model:
+    raise ValueError(f"{path!r} holds weights for {blob['model']!r} (source {blob['source']!r}), "
+                     f"not {model!r}: convert the file for {model!r} or pick model {blob['model']!r}.")
+  return {k: np.asarray(v) for k, v in blob["weights"].items()}
