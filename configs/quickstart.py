@@ -14,19 +14,31 @@ lr 1e-3 on the new head and 1e-4 on the backbone, cosine decay; batch 32;
 
 import ml_collections
 
+from tl_jax.data import augment
+
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
 
   c.data = dict(
-      name="digits",  # a key of tl_jax.data.SOURCES
-      path="",  # file for sources that read one (npz)
+      name="digits",  # a key of tl_jax.data.SOURCES: digits | npz | tfds | folder
+      path="",  # npz: the file; folder: the root of <class>/<image> folders
+      val_path="",  # folder: a separate validation folder ("" = hold out val_fraction)
+      test_path="",  # folder: a separate test folder ("" = hold out test_fraction)
+      on_error="fail",  # folder: bad files raise with their names; "skip" leaves them out
+      cache_dir="",  # decoded folder/tfds images; "" = $TL_JAX_CACHE or ~/.cache/tl_jax
+      # tfds: splits in TFDS slicing syntax; "" = hold out of train by the fractions below.
+      tfds=dict(name="", train="train", val="", test="test", data_dir="", image_key="image",
+                label_key="label"),
+      loading=dict(threads=2, prefetch=4, workers=0),  # read-ahead; never changes the batches
       image_size=64,
       test_fraction=0.3,
       val_fraction=0.1,  # of what is left after the test split
       seed=0,
   )
+  # On-device augmentation (tl_jax.data.augment, Keras ImageDataGenerator semantics); all off.
+  c.augment = dict(augment.DEFAULTS)
   c.model = dict(
       name="efficientnet_lite0", dropout_rate=0.2, drop_path_rate=0.0,
       dtype="float32",  # compute dtype; "bfloat16": mixed precision, float32 params

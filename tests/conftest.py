@@ -1,15 +1,54 @@
 import importlib.util
 import pathlib
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def quickstart_config():
-  """The quickstart config, unlocked copy."""
-  spec = importlib.util.spec_from_file_location("quickstart", ROOT / "configs" / "quickstart.py")
+def _load_config(name: str):
+  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config()
+
+
+def _random_batch(n: int = 8, size: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
+  rng = np.random.default_rng(seed)
+  return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
+          "label": rng.integers(0, 10, n).astype(np.int32)}
+
+
+@pytest.fixture
+def quickstart_config():
+  """The quickstart config, unlocked copy."""
+  return _load_config("quickstart")
+
+
+@pytest.fixture
+def load_config():
+  """``load_config(name)``: ``configs/<name>.py``'s config."""
+  return _load_config
+
+
+@pytest.fixture
+def random_batch():
+  """``random_batch(n=8, size=32, seed=0)``: uint8 images and labels of 10 classes."""
+  return _random_batch
+
+
+@pytest.fixture
+def run_steps():
+  """``run_steps(state, n)``: ``n`` jitted train steps on random batches; ``(before, after)`` on host."""
+  import jax
+
+  from tl_jax import steps
+
+  def run(state, n):
+    before, step = jax.device_get(state), jax.jit(steps.train_step)
+    for i in range(n):
+      state, _ = step(state, _random_batch(seed=i), jax.random.key(0))
+    return before, jax.device_get(state)
+
+  return run

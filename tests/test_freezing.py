@@ -27,22 +27,14 @@ def _probe_config(cfg, rules, **groups):
   return cfg
 
 
-def _batch(n=8, size=32, seed=0):
-  rng = np.random.default_rng(seed)
-  return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
-          "label": rng.integers(0, 10, n).astype(np.int32)}
 
 
-def test_frozen_params_and_batch_stats_do_not_move(quickstart_config):
+def test_frozen_params_and_batch_stats_do_not_move(quickstart_config, run_steps):
   # stages 1-5 frozen (BN running stats by default), stages 6-7, top and head trained.
   cfg = _probe_config(quickstart_config, (("head/.*", "head"), ("backbone/(stage[67]|top)/.*", "top"),
                                           (".*", "frozen")))
   state, groups = trainer.create_state(cfg, 10, 10)
-  before = jax.device_get(state)
-  step = jax.jit(steps.train_step)
-  for i in range(3):
-    state, _ = step(state, _batch(seed=i), jax.random.key(0))
-  after = jax.device_get(state)
+  before, after = run_steps(state, 3)
   flat_p0, flat_p1 = partition.flatten(before.params), partition.flatten(after.params)
   for path, label in groups.labels.items():
     same = np.array_equal(flat_p0[path], flat_p1[path])
@@ -61,10 +53,10 @@ def _conv_count(fn, *args) -> int:
   return jax.jit(fn).lower(*args).compile().as_text().count(" convolution(")
 
 
-def test_linear_probe_step_has_no_backward_convolutions(quickstart_config):
+def test_linear_probe_step_has_no_backward_convolutions(quickstart_config, random_batch):
   cfg = _probe_config(quickstart_config, (("head/.*", "head"), (".*", "frozen")))
   state, _ = trainer.create_state(cfg, 10, 10, pretrained=False)
-  batch, rng = _batch(), jax.random.key(0)
+  batch, rng = random_batch(), jax.random.key(0)
   forward = _conv_count(lambda s, x: s.apply_fn({"params": s.params, "batch_stats": s.batch_stats}, x)[0],
                         state, batch["image"])
   probe = _conv_count(steps.train_step, state, batch, rng)

@@ -156,3 +156,23 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], path) -> str:
             ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_accuracy_vs_data(rows: Sequence[Mapping[str, Any]], path, *, title: str = "") -> str:
+    """Test accuracy against training images per class, one line per strategy.
+
+    ``rows`` hold ``strategy``, ``images_per_class`` and ``test_accuracy``.
+    """
+    fig = _new_figure((6.5, 4.5))
+    ax = fig.add_subplot()
+    for strategy in dict.fromkeys(r["strategy"] for r in rows):
+        pts = sorted((r["images_per_class"], r["test_accuracy"]) for r in rows if r["strategy"] == strategy)
+        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=strategy)
+    ax.set_xscale("log")
+    ax.set_xlabel("training images per class")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)

@@ -9,7 +9,7 @@ so the same config gives the same result on 1 or N devices.
 
 With several processes (hosts), each one calls ``initialize_distributed``
 first, builds the same mesh, reads only its own rows of every global batch
-(``host_rows``) and turns them into one global array with ``put_batch``.
+(``host_rows``; the training loader does it) and turns them into one global array with ``put_batch``.
 """
 
 from collections.abc import Mapping
@@ -80,10 +80,21 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = "train.batch_size"
     )
 
 
-def host_rows(batch_size: int) -> slice:
-  """The rows of a global batch that this process reads (contiguous, in process order)."""
-  per_host = batch_size // jax.process_count()
-  return slice(jax.process_index() * per_host, (jax.process_index() + 1) * per_host)
+def host_rows(batch_size: int, shard: tuple[int, int] | None = None) -> slice:
+  """The rows of a global batch that a process reads (contiguous, in process order).
+
+  The one definition of a host's share: the training loader
+  (``data.pipeline``) and the evaluator both use it.
+
+  Args:
+    batch_size: the global batch size.
+    shard: (process index, process count); None = this process of this run.
+  """
+  index, count = shard or (jax.process_index(), jax.process_count())
+  if batch_size % count:
+    raise ValueError(f"Batch size {batch_size} is not divisible by the {count} hosts.")
+  per_host = batch_size // count
+  return slice(index * per_host, (index + 1) * per_host)
 
 
 def put_batch(local: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:

@@ -22,14 +22,20 @@ def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, label_smoothing: flo
   return optax.softmax_cross_entropy(logits, targets).mean()
 
 
-def train_step(state: TrainState, batch: dict[str, jnp.ndarray], rng: jax.Array, *, loss_fn=cross_entropy):
-  """One optimizer step on ``batch = {'image', 'label'}``; returns (state, metrics)."""
+def train_step(state: TrainState, batch: dict[str, jnp.ndarray], rng: jax.Array, *, loss_fn=cross_entropy,
+               augment_fn=None):
+  """One optimizer step on ``batch = {'image', 'label'}``; returns (state, metrics).
+
+  ``augment_fn(rng, images)`` (``data.augment.from_config``), if given, runs
+  here on the device, with a key of its own derived from ``rng`` and the step.
+  """
   rng = jax.random.fold_in(rng, state.step)
+  images = batch["image"] if augment_fn is None else augment_fn(jax.random.fold_in(rng, 1), batch["image"])
 
   def objective(params):
     variables = {"params": params, "batch_stats": state.batch_stats}
     (logits, _), updates = state.apply_fn(
-        variables, batch["image"], train=True, mutable=["batch_stats"], rngs={"dropout": rng}
+        variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": rng}
     )
     return loss_fn(logits, batch["label"]), (logits, updates.get("batch_stats", state.batch_stats))
 

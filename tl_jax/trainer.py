@@ -5,6 +5,7 @@ A workdir holds everything a run leaves behind::
   config.json         the resolved config (a rerun must match it, then resumes)
   metrics.jsonl       one JSON record per evaluation
   checkpoints/<step>  Orbax checkpoints: the latest k and the best by val accuracy
+  feature_cache/      backbone features per split, when only the head trains
   curves.png          training curves
   eval/<split>_step<N>/{report.json,confusion_matrix.png}
 """
@@ -23,37 +24,60 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import checkpoint, data as data_lib, metrics, models, optim, partition, plots, sharding, steps, weights
+from tl_jax import (checkpoint, data as data_lib, feature_cache, metrics, models, optim, partition, plots,
+                    sharding, steps, strategies, weights)
 
 log = logging.getLogger(__name__)
 
 
-def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool = True):
+def _model(config, num_classes: int, **kwargs):
+  """``config.model``; its ``dtype`` is the compute dtype: "bfloat16" keeps
+  float32 parameters and optimizer state (mixed precision)."""
+  mcfg = config.model
+  return models.create(mcfg.name, num_classes, dropout_rate=mcfg.dropout_rate, drop_path_rate=mcfg.drop_path_rate,
+                       dtype=jnp.dtype(mcfg.get("dtype", "float32")), **kwargs)
+
+
+def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool = True, phase: int = 0):
   """Model, initial (pretrained) variables, parameter groups and optimizer.
 
-  Returns ``(state, groups)``. The model is built twice: once to get the
-  variable tree, then with the BatchNorm layers of ``running``-statistics
-  groups frozen, which needs the labels of that tree.
+  Returns ``(state, groups)`` for phase ``phase`` of ``config.phases``.
   """
   mcfg, size = config.model, config.data.image_size
-  # model.dtype is the compute dtype: "bfloat16" keeps float32 parameters and
-  # optimizer state (mixed precision).
-  build = functools.partial(models.create, mcfg.name, num_classes, dropout_rate=mcfg.dropout_rate,
-                            drop_path_rate=mcfg.drop_path_rate, dtype=jnp.dtype(mcfg.get("dtype", "float32")))
-  variables = build().init(jax.random.key(config.seed), jnp.zeros((1, size, size, 3), jnp.uint8))
+  variables = _model(config, num_classes).init(jax.random.key(config.seed), jnp.zeros((1, size, size, 3), jnp.uint8))
   if pretrained and config.init.pretrained:
     loaded = weights.load_pretrained(mcfg.name, path=config.init.path or None,
                                      source=config.init.source or None)
     variables = weights.merge(variables, loaded, dont_load=config.init.dont_load)
-  groups = optim.ParamGroups.from_config(variables["params"], config.param_groups)
-  model = build(frozen_bn=groups.frozen_bn(variables.get("batch_stats", {})))
+  return build_state(config, num_classes, variables, total_steps, phase)
+
+
+def build_state(config, num_classes: int, variables, total_steps: int, phase: int = 0):
+  """``(state, groups)`` of phase ``phase`` on ``variables``, with a fresh optimizer.
+
+  The model is built once the labels are known: BatchNorm layers of
+  ``running``-statistics groups are frozen in it.
+  """
+  groups = optim.ParamGroups.from_config(variables["params"], strategies.phase_groups(config, phase),
+                                         strict=len(strategies.phases(config)) == 1)
+  model = _model(config, num_classes, frozen_bn=groups.frozen_bn(variables.get("batch_stats", {})))
   state = steps.TrainState.create(
       apply_fn=model.apply,
       params=variables["params"],
       batch_stats=variables.get("batch_stats", {}),
       tx=optim.make_optimizer(config.optim, groups, total_steps),
   )
-  return state, groups
+  # create() leaves step a weakly typed Python 0; the first train step returns
+  # an int32 array, whose new signature would compile the step a second time.
+  return state.replace(step=jnp.zeros((), jnp.int32)), groups
+
+
+def next_phase(config, state, num_classes: int, total_steps: int, phase: int):
+  """Switches ``state`` to phase ``phase``: same params, batch_stats and step;
+  the optimizer state of groups that stay trainable carries over."""
+  new, groups = build_state(config, num_classes, {"params": state.params, "batch_stats": state.batch_stats},
+                            total_steps, phase)
+  return new.replace(step=state.step, opt_state=strategies.carry_opt_state(state.opt_state, new.opt_state)), groups
 
 
 def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_classes: int,
@@ -161,47 +185,71 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   enable_compilation_cache(config.train.get("compilation_cache_dir", ""))
   _check_workdir_config(config, workdir)
   mesh = sharding.make_mesh()
+  main_process = jax.process_index() == 0
   dataset = data_lib.load(config.data)
-  train, test = dataset.splits["train"], dataset.splits["test"]
   val_name = "val" if "val" in dataset.splits else "test"
   if val_name == "test":
     log.warning("No validation split (data.val_fraction=0): the best checkpoint is chosen on test.")
   tcfg = config.train
   sharding.check_batch_size(tcfg.batch_size, mesh)
   sharding.check_batch_size(tcfg.eval_batch_size, mesh, "train.eval_batch_size")
-  steps_per_epoch = len(train) // tcfg.batch_size
+  steps_per_epoch = len(dataset.splits["train"]) // tcfg.batch_size
   total_steps = tcfg.num_epochs * steps_per_epoch
-  state, groups = create_state(config, dataset.num_classes, total_steps)
+  ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints)
+  phase_of = lambda step: strategies.phase_at(config, max(step - 1, 0))  # of the step that saved it
+  phase = phase_of(ckpts.latest_step() or 0)
+  state, groups = create_state(config, dataset.num_classes, total_steps, phase=phase)
+  cached = feature_cache.applies(config, groups, state.batch_stats)
+  t0 = time.time()
+  if cached:  # part of the first epoch's cost, whose time includes it
+    # Only process 0 writes the files; the others extract their own copy rather
+    # than read one that may be half written.
+    dataset = feature_cache.extract_all(state, dataset, tcfg.eval_batch_size,
+                                        os.path.join(workdir, "feature_cache") if main_process else None)
+    state = feature_cache.on_features(state)
+    log.info("Backbone frozen: training the head on cached features (%.1f s).", time.time() - t0)
+  train, test = dataset.splits["train"], dataset.splits["test"]
   log.info("data %s: %s; %d classes; %d steps of batch %d", config.data.name,
            ", ".join(f"{k} {len(v)}" for k, v in dataset.splits.items()), dataset.num_classes,
            total_steps, tcfg.batch_size)
   _log_groups(state, groups)
 
   state = sharding.replicate(state, mesh)
-  ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints)
   if ckpts.latest_step() is not None:
     state = ckpts.restore(ckpts.latest_step(), state)
     log.info("Resumed from %s at step %d.", workdir, int(state.step))
   loss_fn = functools.partial(steps.cross_entropy, label_smoothing=tcfg.label_smoothing)
+  augment_fn = data_lib.augment.from_config(config.get("augment"))  # None: all options off
+  # One jitted step per phase: each compiles once (its state has its own structure).
   # Replicated outputs: every process can read the new state and the metrics.
-  train_fn = jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn), donate_argnums=0,
-                     out_shardings=sharding.replicated(mesh))
+  new_train_fn = lambda: jax.jit(
+      functools.partial(steps.train_step, loss_fn=loss_fn, augment_fn=augment_fn), donate_argnums=0,
+      out_shardings=sharding.replicated(mesh))
+  train_fns = {phase: new_train_fn()}
   eval_fn = jax.jit(steps.eval_step, out_shardings=sharding.replicated(mesh))
   evaluate = functools.partial(evaluate_split, eval_fn, batch_size=tcfg.eval_batch_size,
                                num_classes=dataset.num_classes, mesh=mesh)
   lr = optim.schedule(config.optim, total_steps)
   rng = sharding.replicate(jax.random.key(config.seed), mesh)
-  main_process = jax.process_index() == 0
 
   start = int(state.step)
+  # The loader's position is the restored step: resumed runs see the same batches.
+  # Each process reads only its rows of every global batch (the pipeline's host shard).
   batches = data_lib.train_batches(train, tcfg.batch_size, config.seed, start,
-                                   rows=sharding.host_rows(tcfg.batch_size))
+                                   loading=data_lib.pipeline.Loading(**config.data.get("loading", {})))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   window: list[dict[str, jax.Array]] = []
-  t0 = time.time()
+  t_epoch = t0
   with tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
     for step in range(start, total_steps):
-      state, m = train_fn(state, sharding.put_batch(next(batches), mesh), rng)
+      if strategies.phase_at(config, step) != phase:
+        phase = strategies.phase_at(config, step)
+        state, groups = next_phase(config, state, dataset.num_classes, total_steps, phase)
+        state = sharding.replicate(state, mesh)
+        train_fns[phase] = new_train_fn()
+        tqdm.tqdm.write(f"step {step}: phase {phase + 1}")
+        _log_groups(state, groups)
+      state, m = train_fns[phase](state, sharding.put_batch(next(batches), mesh), rng)
       if step == start:
         jax.block_until_ready(m)
         log.info("First step done %.1f s after start (compiling included).", time.time() - t_start)
@@ -220,8 +268,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           "train_loss": float(np.mean([w["loss"] for w in host])),
           "train_accuracy": float(np.mean([w["accuracy"] for w in host])),
           "val_loss": result["report"]["loss"], "val_accuracy": result["report"]["accuracy"],
-          "elapsed_s": round(time.time() - t0, 1),
+          "elapsed_s": round(time.time() - t0, 1), "epoch_s": round(time.time() - t_epoch, 3),
       }
+      t_epoch = time.time()
       if main_process:
         with open(metrics_path, "a") as f:
           f.write(json.dumps(record) + "\n")
@@ -236,9 +285,20 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       plots.plot_training_curves([json.loads(line) for line in f], os.path.join(workdir, "curves.png"))
   # Test both the final model (the fixed recipe's result) and the best one by
   # validation accuracy (noisy on small validation splits).
-  summary = {"final_step": total_steps, "best_step": ckpts.best_step()}
+  summary = {"final_step": total_steps, "best_step": ckpts.best_step(), "cached_features": cached,
+             "train_step_compiles": [fn._cache_size() for fn in train_fns.values()]}
+
+  def restore(step):  # into the state structure of the phase that saved it
+    if phase_of(step) == phase:
+      return ckpts.restore(step, state)
+    abstract = jax.eval_shape(lambda: create_state(config, dataset.num_classes, total_steps,
+                                                   pretrained=False, phase=phase_of(step))[0])
+    replicated = sharding.replicated(mesh)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
+    return ckpts.restore(step, abstract)
+
   for name, step in (("final", total_steps), ("best", summary["best_step"])):
-    result = evaluate(ckpts.restore(step, state), test)
+    result = evaluate(restore(step), test)
     out = os.path.join(workdir, "eval", f"test_step{step}")
     if main_process:
       write_report(out, result, dataset.class_names, f"test, step {step}")
@@ -265,7 +325,9 @@ def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "t
   ckpts = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
   step = ckpts.resolve(which)
   # Only shapes are needed: no pretrained weights are read to evaluate.
-  abstract = jax.eval_shape(lambda: create_state(config, dataset.num_classes, 1, pretrained=False)[0])
+  phase = strategies.phase_at(config, max(step - 1, 0))
+  abstract = jax.eval_shape(lambda: create_state(config, dataset.num_classes, 1, pretrained=False,
+                                                 phase=phase)[0])
   state = ckpts.restore(step, abstract)
   result = evaluate_split(jax.jit(steps.eval_step), state, dataset.splits[split],
                           config.train.eval_batch_size, dataset.num_classes)

@@ -1,8 +1,8 @@
 """Parity with Keras 3 (JAX backend) ``keras.applications``, both .h5 key layouts.
 
-Each case builds ``keras.applications.X(weights=None)`` with a seeded random
-init (BatchNorm moving statistics and biases randomised too), writes its
-weights with Keras 3 ``save_weights`` and in the legacy layout of the
+Each case builds ``keras.applications.X(weights=None)`` and gives it seeded
+random weights (random biases, BatchNorm affine and moving statistics), writes
+its weights with Keras 3 ``save_weights`` and in the legacy layout of the
 published ``*_weights_tf_dim_ordering_tf_kernels[_notop].h5`` files, converts
 both with tl_jax and requires the same logits (or pooled features with
 ``include_top=False``): max |difference| <= 1e-4 in float32. Keras applies its
@@ -56,7 +56,10 @@ def write_legacy_h5(model, path):
 
 
 def randomize(model, seed):
+  """Seeded random weights; kernels He-normal in plain nets (VGG19's outputs fade to ~0 with
+  Keras' Glorot init), Keras' own init where BatchNorm keeps the scale (logits stay O(1))."""
   rng = np.random.default_rng(seed)
+  plain = not any(isinstance(l, keras.layers.BatchNormalization) for l in model.layers)
   for layer in model.layers:
     values = layer.get_weights()
     if not values:
@@ -65,8 +68,13 @@ def randomize(model, seed):
       n = values[0].shape
       values = [rng.uniform(0.4, 1.0, n), rng.normal(0, 0.1, n), rng.normal(0, 0.2, n),
                 rng.uniform(0.5, 2.0, n)]
-    elif len(values) == 2:  # kernel + bias: the default zero bias would hide a lost bias
-      values[1] = rng.normal(0, 0.1, values[1].shape)
+    else:
+      if plain:
+        fan_in = np.prod(values[0].shape[:-1])
+        gain = 1.0 if isinstance(layer, keras.layers.Dense) else 2.0
+        values[0] = rng.normal(0, np.sqrt(gain / fan_in), values[0].shape)
+      if len(values) == 2:  # the default zero bias would hide a lost bias
+        values[1] = rng.normal(0, 0.1, values[1].shape)
     layer.set_weights([np.asarray(v, np.float32) for v in values])
 
 

@@ -99,10 +99,11 @@ def test_vgg_torchvision_pool_top(bn, tmp_path):
   tv(name, "torchvision", module, tmp_path, model=models.create(name, 0))
 
 
-@pytest.mark.parametrize("bn", [False, pytest.param(True, marks=slow)])
-def test_vgg_timm(bn, tmp_path):
-  name = f"vgg11{'_bn' if bn else ''}_fc"
-  tv(name, "timm", ref.TimmVGG(11, bn, fc=FC), tmp_path, model=_tiny_fc(name))
+@pytest.mark.parametrize("depth, bn", [(11, False)] + [
+    pytest.param(d, bn, marks=slow) for d, bn in [(11, True), (13, False), (16, True), (19, False)]])
+def test_vgg_timm(depth, bn, tmp_path):
+  name = f"vgg{depth}{'_bn' if bn else ''}_fc"
+  tv(name, "timm", ref.TimmVGG(depth, bn, fc=FC), tmp_path, model=_tiny_fc(name))
 
 
 def test_mobilenet_v2_torchvision(tmp_path):
@@ -113,8 +114,10 @@ def test_mobilenet_v2_timm(tmp_path):
   tv("mobilenet_v2", "timm", ref.TimmEfficientNet(ref.MOBILENET_V2, 1e-5, False), tmp_path)
 
 
-def test_efficientnet_lite0_timm(tmp_path):
-  check("efficientnet_lite0", "timm", ref.TimmEfficientNet(ref.LITE0, 1e-3, True), tmp_path,
+@pytest.mark.parametrize("k", [0] + [pytest.param(k, marks=slow) for k in (1, 2, 3, 4)])
+def test_efficientnet_lite_timm(k, tmp_path):
+  stages = ref.lite(*ref.LITES[k])
+  check(f"efficientnet_lite{k}", "timm", ref.TimmEfficientNet(stages, 1e-3, True), tmp_path,
         TF_HALF, TF_HALF)
 
 

@@ -178,6 +178,20 @@ LITE0 = ((3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
          (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1))
 
 
+def lite(width, depth):
+  """EfficientNet-Lite scaling of LITE0: channels x width (rounded to 8), repeats x depth
+  (ceil), except the first and last stage's repeats; stem and head stay 32 and 1280."""
+  def channels(c):
+    r = max(8, int(c * width + 4) // 8 * 8)
+    return r + 8 if r < 0.9 * c * width else r
+  last = len(LITE0) - 1
+  return tuple((k, s, e, channels(c), n if i in (0, last) else math.ceil(n * depth))
+               for i, (k, s, e, c, n) in enumerate(LITE0))
+
+
+LITES = {0: (1.0, 1.0), 1: (1.0, 1.1), 2: (1.1, 1.2), 3: (1.2, 1.4), 4: (1.4, 1.8)}
+
+
 class Conv(nn.Conv2d):
   """A conv with TF "SAME" padding (``tf_same``) or torch's symmetric k//2."""
 

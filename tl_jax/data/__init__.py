@@ -1,8 +1,12 @@
-"""Datasets as in-memory uint8 images + int labels, split and batched by seed.
+"""Datasets as uint8 images + int labels, split and batched by seed.
 
 ``load(config.data)`` returns a ``Dataset`` whose splits are ``train``, ``val``
-(optional) and ``test``. Images are resized once, on load, to
-``config.data.image_size``; models normalise pixels themselves.
+(optional) and ``test``. ``config.data.name`` picks the source (``SOURCES``):
+``digits`` and ``npz`` (in memory), ``tfds`` (``tfds.data_source``) and
+``folder`` (``root/<class>/<image>``); the last two decode once into an
+on-disk cache and are memory-mapped. Images are resized once, on load, to
+``config.data.image_size``; models normalise pixels themselves, and
+augmentation runs on the device (``data.augment``).
 """
 
 from collections.abc import Iterator, Mapping
@@ -12,12 +16,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from tl_jax.data import in_package
+from tl_jax.data import augment, image_folder, in_package, pipeline, tfds_source
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  images: np.ndarray  # (N, H, W, 3) uint8
+  images: np.ndarray  # (N, H, W, 3) uint8; memory-mapped for cached (folder, tfds) sources
   labels: np.ndarray  # (N,) int32
 
   def __len__(self) -> int:
@@ -34,10 +38,46 @@ class Dataset:
     return len(self.class_names)
 
 
-# Plain-dict registry: config.data.name -> loader(config.data) -> (images, labels, class names).
+Pools = dict[str, tuple[np.ndarray, np.ndarray]]  # split name -> (images, labels)
+
+
+def _tfds(cfg) -> tuple[Pools, list[str]]:
+  t = cfg["tfds"]
+  pools, names = {}, []
+  for split in ("train", "val", "test"):
+    if t.get(split):
+      *pools[split], names = tfds_source.load(
+          t["name"], t[split], cfg["image_size"], data_dir=t.get("data_dir", ""),
+          image_key=t.get("image_key", "image"), label_key=t.get("label_key", "label"),
+          cache_dir=cfg.get("cache_dir", ""))
+  return pools, names
+
+
+def _folder(cfg) -> tuple[Pools, list[str]]:
+  pools, names = {}, None
+  for split, key in (("train", "path"), ("val", "val_path"), ("test", "test_path")):
+    if cfg.get(key):
+      images, labels, names, _ = image_folder.load(
+          cfg[key], cfg["image_size"], class_names=names, on_error=cfg.get("on_error", "fail"),
+          cache_dir=cfg.get("cache_dir", ""))
+      pools[split] = (images, labels)
+  if not pools:
+    raise ValueError("data.name='folder' needs data.path: the root of <class>/<image> folders.")
+  return pools, names
+
+
+def _pool(images, labels, names) -> tuple[Pools, list[str]]:
+  return {"train": (images, labels)}, names
+
+
+# Plain-dict registry: config.data.name -> loader(config.data) -> (pools, class names).
+# A source gives "train" and, if it has them, "val" and "test"; missing ones
+# are held out of "train" by ``load``.
 SOURCES = {
-    "digits": lambda cfg: in_package.digits(),
-    "npz": lambda cfg: in_package.npz(cfg["path"]),
+    "digits": lambda cfg: _pool(*in_package.digits()),
+    "npz": lambda cfg: _pool(*in_package.npz(cfg["path"])),
+    "tfds": _tfds,
+    "folder": _folder,
 }
 
 
@@ -64,41 +104,53 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
 def load(cfg: Mapping[str, Any]) -> Dataset:
   """Loads ``cfg.name``, resizes to ``cfg.image_size`` and splits by seed.
 
-  ``cfg.test_fraction`` of every class goes to ``test``, then ``cfg.val_fraction``
-  of the rest to ``val`` (0 = no validation split).
+  Splits the source does not provide are held out of its train split:
+  ``cfg.test_fraction`` of every class goes to ``test``, then
+  ``cfg.val_fraction`` of the rest to ``val`` (0 = no validation split).
+  ``cfg.train_per_class`` (0 = all) then keeps that many training images of
+  every class (seeded), to study how transfer depends on the amount of data.
   """
   if cfg["name"] not in SOURCES:
-    raise ValueError(f"Unknown dataset {cfg['name']!r}; known: {sorted(SOURCES)}.")
-  images, labels, names = SOURCES[cfg["name"]](cfg)
-  images = resize(images, cfg["image_size"])
+    raise ValueError(f"Unknown dataset {cfg['name']!r} (config: data.name); known: {sorted(SOURCES)}.")
+  pools, names = SOURCES[cfg["name"]](cfg)
+  pools = {k: (resize(x, cfg["image_size"]), y) for k, (x, y) in pools.items()}
+  images, labels = pools["train"]
   seed = cfg.get("seed", 0)
-  train, test = stratified_split(labels, cfg["test_fraction"], seed)
-  splits = {"test": Split(images[test], labels[test])}
-  if cfg.get("val_fraction", 0):
+  train = np.arange(len(labels))
+  splits = {}
+  if "test" in pools:
+    splits["test"] = Split(*pools["test"])
+  else:
+    train, test = stratified_split(labels, cfg["test_fraction"], seed)
+    splits["test"] = Split(images[test], labels[test])
+  if "val" in pools:
+    splits["val"] = Split(*pools["val"])
+  elif cfg.get("val_fraction", 0):
     rest, val = stratified_split(labels[train], cfg["val_fraction"], seed + 1)
     train, splits["val"] = train[rest], Split(images[train[val]], labels[train[val]])
-  splits["train"] = Split(images[train], labels[train])
+  per_class = cfg.get("train_per_class", 0)
+  if per_class:
+    rng = np.random.default_rng(seed + 2)
+    keep = [rng.permutation(train[labels[train] == c])[:per_class] for c in np.unique(labels[train])]
+    short = [len(k) for k in keep if len(k) < per_class]
+    if short:
+      raise ValueError(f"data.train_per_class={per_class} but some classes have only {min(short)} "
+                       "training images: lower it (0 = all).")
+    train = np.sort(np.concatenate(keep))
+  # A source's own train split stays as it is (memory-mapped), not copied by indexing.
+  splits["train"] = Split(images, labels) if len(train) == len(labels) else Split(images[train], labels[train])
   return Dataset(splits, names)
 
 
 def train_batches(split: Split, batch_size: int, seed: int, start_step: int = 0,
-                  rows: slice = slice(None)) -> Iterator[dict[str, np.ndarray]]:
+                  **kwargs) -> Iterator[dict[str, np.ndarray]]:
   """Endless shuffled batches (remainder dropped), resumable at any step.
 
   The order of epoch ``e`` depends only on ``(seed, e)``, so a run resumed at
-  ``start_step`` sees exactly the batches an uninterrupted run would. ``rows``
-  selects this process's part of every global batch (multi-host runs).
+  ``start_step`` sees exactly the batches an uninterrupted run would. Keyword
+  arguments go to ``pipeline.train_batches`` (read-ahead, host sharding).
   """
-  per_epoch = len(split) // batch_size
-  if per_epoch == 0:
-    raise ValueError(f"Batch size {batch_size} exceeds the {len(split)} training examples.")
-  step = start_step
-  while True:
-    epoch, i = divmod(step, per_epoch)
-    order = np.random.default_rng([seed, epoch]).permutation(len(split))
-    idx = np.sort(order[i * batch_size:(i + 1) * batch_size])[rows]
-    yield {"image": split.images[idx], "label": split.labels[idx]}
-    step += 1
+  return pipeline.train_batches(split, batch_size, seed, start_step, **kwargs)
 
 
 def eval_batches(split: Split, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], int]]:

@@ -28,7 +28,13 @@ class Classifier(nn.Module):
   # Declared metadata: the path of the new head (tests check it against the tree).
   HEAD = "head"
 
-  @nn.compact
+  def setup(self):
+    if self.num_classes:
+      self.dropout = nn.Dropout(self.dropout_rate)
+      # A zero head starts every class at the same logit: the first steps then
+      # tune the head instead of undoing a random projection of good features.
+      self.head = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros, dtype=self.dtype)
+
   def __call__(self, images, train: bool = False):
     mean = jnp.asarray(self.mean, self.dtype)
     std = jnp.asarray(self.std, self.dtype)
@@ -36,12 +42,15 @@ class Classifier(nn.Module):
     if self.bgr:  # Caffe-trained weights (Keras ResNet/VGG) expect BGR
       x = x[..., ::-1]
     features = self.backbone(x, train)
-    x = features["pre_logits"]
+    return self.from_pre_logits(features["pre_logits"], train)[0], features
+
+  def from_pre_logits(self, pre_logits, train: bool = False):
+    """The head alone on backbone features: ``(logits, {'pre_logits'})``.
+
+    Same contract as ``__call__`` so that the train and eval steps run on
+    cached features unchanged (``model.apply(..., method='from_pre_logits')``).
+    """
     if not self.num_classes:
-      return x, features
-    x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-    # A zero head starts every class at the same logit: the first steps then
-    # tune the head instead of undoing a random projection of good features.
-    logits = nn.Dense(self.num_classes, kernel_init=nn.initializers.zeros,
-                      dtype=self.dtype, name=self.HEAD)(x)
-    return logits.astype(jnp.float32), features
+      return pre_logits, {"pre_logits": pre_logits}
+    x = self.dropout(pre_logits, deterministic=not train)
+    return self.head(x).astype(jnp.float32), {"pre_logits": pre_logits}

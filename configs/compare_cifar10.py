@@ -1,0 +1,46 @@
+r"""Transfer vs. scratch on the 5,085-image CIFAR-10 subset (EfficientNet-Lite0, ImageNet weights).
+
+  python scripts/compare.py --config configs/compare_cifar10.py --workdir runs/compare_cifar10 \
+      --config.data.path=../shared/data/cifar10_subset_train.npz
+
+Split (seed 0): 1,000 images held out for test (stratified), 10% of the rest
+for validation, and 10, 50 or 200 training images per class (200 = the "all"
+setting of 2,000 images). Strategies as in compare_digits.strategies(), at
+64 px (the 32 px images upsampled: fine-tuning at 224 px does not fit the
+2-core CPU budget), plus the linear probe at 224 px on cached features, checked
+against scikit-learn's LogisticRegression on the same features. Results and
+wall times: BENCHMARKS.md, "Transfer vs. scratch (CIFAR-10 subset)".
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _digits_config():
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_digits.py")
+  spec = importlib.util.spec_from_file_location("compare_digits", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config() -> ml_collections.ConfigDict:
+  digits = _digits_config()
+  c = digits.get_config()
+  c.data.update(dict(name="npz", path="../shared/data/cifar10_subset_train.npz", image_size=64,
+                     test_fraction=1000 / 5085, val_fraction=0.1))
+  c.train.batch_size = 32
+  strategies = digits.strategies()
+  # Its 10/class run shows the cached probe's cost; 200/class is the LogisticRegression check.
+  probe224 = dict(strategies["linear_probe"], data=dict(image_size=224), images_per_class=(10, 200))
+  c.compare = dict(
+      strategies=dict(linear_probe_224px=probe224, **strategies),
+      images_per_class=(10, 50, 200),
+      num_epochs=(20, 4, 2),  # 60, 60 and 124 steps of 32
+      evals_per_run=1,
+      logreg=True,
+      title="EfficientNet-Lite0 on the CIFAR-10 subset (64 px; probe also at 224 px)",
+  )
+  return c

@@ -1,0 +1,69 @@
+"""Feature caching: the head trained on cached features is the head trained on images."""
+
+import os
+
+import jax
+import numpy as np
+
+from tl_jax import compare, data as data_lib, feature_cache, steps, trainer
+
+
+def test_head_on_cached_features_equals_head_on_images(quickstart_config):
+  cfg = quickstart_config
+  cfg.unlock()
+  cfg.data.image_size = 32
+  cfg.param_groups = dict(preset=dict(name="linear_probe"))
+  state, groups = trainer.create_state(cfg, 10, 10)
+  assert feature_cache.applies(cfg, groups, state.batch_stats)
+  rng = np.random.default_rng(0)
+  split = data_lib.Split(rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8),
+                         rng.integers(0, 10, 24).astype(np.int32))
+  cached = feature_cache.extract(state, split, batch_size=16)
+  assert cached.images.shape == (24, 1280) and cached.images.dtype == np.float32
+  step = jax.jit(steps.train_step)  # dropout 0.2 included: same rng, same masks
+  on_images, on_features = state, feature_cache.on_features(state)
+  for i in range(3):
+    idx = slice(8 * i, 8 * i + 8)
+    on_images, _ = step(on_images, {"image": split.images[idx], "label": split.labels[idx]}, jax.random.key(1))
+    on_features, _ = step(on_features, {"image": cached.images[idx], "label": cached.labels[idx]},
+                          jax.random.key(1))
+  np.testing.assert_allclose(on_images.params["head"]["kernel"], on_features.params["head"]["kernel"],
+                             rtol=1e-4, atol=1e-6)
+  assert np.any(np.asarray(on_features.params["head"]["kernel"]) != 0)
+  # A trained backbone (or batch statistics) rules caching out.
+  cfg.param_groups = dict(preset=dict(name="linear_probe"), frozen=dict(bn="batch"))
+  state, groups = trainer.create_state(cfg, 10, 10, pretrained=False)
+  assert not feature_cache.applies(cfg, groups, state.batch_stats)
+
+
+def test_train_per_class_subsets_training_split():
+  cfg = dict(name="digits", image_size=8, test_fraction=0.3, val_fraction=0.1, seed=0, train_per_class=7)
+  dataset = data_lib.load(cfg)
+  assert np.array_equal(np.bincount(dataset.splits["train"].labels), [7] * 10)
+  assert len(dataset.splits["test"]) == len(data_lib.load(dict(cfg, train_per_class=0)).splits["test"])
+  try:
+    data_lib.load(dict(cfg, train_per_class=500))
+  except ValueError as e:
+    assert "train_per_class=500" in str(e)
+  else:
+    raise AssertionError("too many images per class must be an error")
+
+
+def test_compare_sweep_smoke(tmp_path, load_config):
+  cfg = load_config("compare_digits")
+  cfg.unlock()
+  for name in list(cfg.compare.strategies):
+    if name not in ("scratch", "linear_probe"):
+      del cfg.compare.strategies[name]
+  cfg.compare.images_per_class, cfg.compare.num_epochs, cfg.compare.logreg = (10,), (8,), True
+  rows = compare.sweep(cfg, str(tmp_path))
+  by_name = {r["strategy"]: r for r in rows}
+  assert set(by_name) == {"scratch", "linear_probe"}
+  assert by_name["scratch"]["steps"] == 48 and by_name["linear_probe"]["steps"] == 5 * 48  # epochs_mult
+  # Pretrained features beat random init with 10 images per class, even at 32 px.
+  assert by_name["linear_probe"]["test_accuracy"] > by_name["scratch"]["test_accuracy"] + 0.1, rows
+  assert by_name["linear_probe"]["logreg_test_accuracy"] > 0.2 and by_name["scratch"]["logreg_test_accuracy"] is None
+  for name in ("results.csv", "results.md", "accuracy_vs_images_per_class.png"):
+    assert os.path.getsize(tmp_path / name) > 0
+  assert "| linear_probe |" in (tmp_path / "results.md").read_text()
+  assert os.path.exists(tmp_path / "linear_probe" / "ipc10" / "feature_cache" / "train.npz")

@@ -1,0 +1,122 @@
+"""Sweeps transfer strategies x training-set sizes and tabulates test accuracy.
+
+``config.compare`` holds ``strategies`` (name -> config overrides),
+``images_per_class`` (0 = all training images) and ``num_epochs`` (one per
+size: small sets need more epochs to take the same number of steps). Besides
+config keys, an override may hold ``images_per_class`` (the sizes this
+strategy runs at) and ``epochs_mult`` (a multiplier of the epochs). A phase
+start in ``(0, 1)`` (in an override's ``phases``) is a fraction of the run's
+steps. Each run is an ordinary ``train_and_evaluate`` in
+``workdir/<strategy>/ipc<N>``; a run that finished before is read back, so a
+rerun of an interrupted sweep continues where it stopped.
+"""
+
+import copy
+import csv
+import json
+import os
+import time
+from typing import Any
+
+import ml_collections
+import numpy as np
+import tqdm
+
+from tl_jax import data as data_lib, plots, trainer
+
+FIELDS = ("strategy", "images_per_class", "train_images", "steps", "test_accuracy", "best_val_accuracy",
+          "wall_s", "logreg_test_accuracy")
+
+
+def run_config(config, overrides, per_class: int, num_epochs: int, train_images: int):
+  """The config of one run: the base, the strategy's overrides, the data size."""
+  cfg = copy.deepcopy(config)
+  cfg.unlock()
+  del cfg["compare"]
+  overrides = ml_collections.ConfigDict(overrides).to_dict()
+  overrides.pop("images_per_class", None)  # the sizes this strategy runs at
+  num_epochs *= overrides.pop("epochs_mult", 1)  # cheap strategies (cached features) can train longer
+  steps = num_epochs * (train_images // cfg.train.batch_size)
+  phases = overrides.pop("phases", None)
+  preset = overrides.get("param_groups", {}).pop("preset", None)
+  cfg.update(overrides)
+  if preset is not None:  # replaced, not merged key by key as update() would
+    cfg.param_groups.preset = dict(preset)
+    cfg.param_groups.rules = ()
+  if phases:
+    cfg.phases = tuple((int(round(s * steps)) if 0 < s < 1 else int(s), dict(o)) for s, o in phases)
+  cfg.data.train_per_class = per_class
+  cfg.train.num_epochs = num_epochs
+  # Evaluating (and checkpointing) every epoch would dominate short runs.
+  cfg.train.eval_every_epochs = max(1, num_epochs // config.compare.get("evals_per_run", num_epochs))
+  return cfg, steps
+
+
+def logreg_accuracy(workdir: str) -> float | None:
+  """scikit-learn's LogisticRegression on the features a linear probe trained on."""
+  cache = os.path.join(workdir, "feature_cache")
+  if not os.path.exists(os.path.join(cache, "train.npz")):
+    return None
+  from sklearn.linear_model import LogisticRegression  # the baseline only
+  from sklearn.preprocessing import StandardScaler
+
+  (xtr, ytr), (xte, yte) = [(f["features"], f["labels"]) for f in
+                            (np.load(os.path.join(cache, f"{s}.npz")) for s in ("train", "test"))]
+  scaler = StandardScaler().fit(xtr)
+  clf = LogisticRegression(max_iter=2000).fit(scaler.transform(xtr), ytr)
+  return float((clf.predict(scaler.transform(xte)) == yte).mean())
+
+
+def sweep(config, workdir: str) -> list[dict[str, Any]]:
+  """Runs every (strategy, size); writes results.csv, results.md and the plot."""
+  ccfg = config.compare
+  sizes, epochs = tuple(ccfg.images_per_class), tuple(ccfg.num_epochs)
+  if len(sizes) != len(epochs):
+    raise ValueError(f"compare.num_epochs {epochs} needs one entry per images_per_class {sizes}.")
+  # Size-major: the small-data results, the point of the comparison, come first.
+  runs = [(name, n, e) for n, e in zip(sizes, epochs) for name in ccfg.strategies
+          if n in tuple(dict(ccfg.strategies[name]).get("images_per_class", sizes))]
+  dataset = data_lib.load(config.data)
+  train_size = lambda per_class: per_class * dataset.num_classes or len(dataset.splits["train"])
+  rows = []
+  for name, per_class, num_epochs in tqdm.tqdm(runs, desc="sweep", unit="run", dynamic_ncols=True):
+    run_dir = os.path.join(workdir, name, f"ipc{per_class or 'all'}")
+    cfg, steps = run_config(config, ccfg.strategies[name], per_class, num_epochs,
+                            train_size(per_class))
+    summary_path = os.path.join(run_dir, "summary.json")
+    if os.path.exists(summary_path):
+      with open(summary_path) as f:
+        summary = json.load(f)
+    else:
+      t0 = time.time()
+      summary = trainer.train_and_evaluate(cfg, run_dir)
+      summary["wall_s"] = round(time.time() - t0, 1)
+      with open(summary_path, "w") as f:
+        json.dump(summary, f, indent=1)
+    rows.append({
+        "strategy": name, "images_per_class": per_class or train_size(0) // dataset.num_classes,
+        "train_images": train_size(per_class), "steps": steps,
+        "test_accuracy": summary["final_test_accuracy"], "best_val_accuracy": summary["best_val_accuracy"],
+        "wall_s": summary["wall_s"],
+        "logreg_test_accuracy": logreg_accuracy(run_dir) if ccfg.get("logreg") else None,
+    })
+    tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class: test accuracy {rows[-1]['test_accuracy']:.4f}")
+    write_results(rows, workdir, title=ccfg.get("title", ""))  # after every run: partial sweeps count
+  return rows
+
+
+def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> None:
+  with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, FIELDS)
+    writer.writeheader()
+    writer.writerows(rows)
+  sizes = list(dict.fromkeys(r["images_per_class"] for r in rows))
+  lines = ["| strategy | " + " | ".join(f"{s}/class" for s in sizes) + " | wall (s) |",
+           "|---" * (len(sizes) + 2) + "|"]
+  for name in dict.fromkeys(r["strategy"] for r in rows):
+    mine = {r["images_per_class"]: r for r in rows if r["strategy"] == name}
+    cells = [f"{100 * mine[s]['test_accuracy']:.1f}%" if s in mine else "" for s in sizes]
+    lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(r['wall_s'] for r in mine.values()):.0f} |")
+  with open(os.path.join(workdir, "results.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  plots.plot_accuracy_vs_data(rows, os.path.join(workdir, "accuracy_vs_images_per_class.png"), title=title)

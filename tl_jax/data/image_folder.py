@@ -1,0 +1,144 @@
+"""Image folders, ``root/<class>/<image>``: Keras' ``flow_from_directory`` layout.
+
+Class names are the sorted sub-folder names (label i = i-th name). Images
+(JPEG, PNG, BMP, GIF, TIFF, WebP, via Pillow) are decoded and resized once into
+the on-disk cache (``data/cache.py``); reruns with the same files read it
+memory-mapped. Files that are not images, or that fail to decode (corrupt,
+truncated), are listed by name: ``on_error="fail"`` raises with the list,
+``on_error="skip"`` leaves them out and logs how many were skipped.
+"""
+
+from concurrent import futures
+import dataclasses
+import logging
+import os
+
+import numpy as np
+from PIL import Image
+
+from tl_jax.data import cache
+
+log = logging.getLogger(__name__)
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+ON_ERROR = ("fail", "skip")
+_MAX_LISTED = 20  # files named in one error message
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+  """What ``scan`` found under a root."""
+
+  class_names: list[str]
+  files: list[tuple[str, int]]  # (path, label) of files with an image extension
+  not_images: list[str]  # files without an image extension
+  empty_classes: list[str]  # class folders holding no image file
+
+
+def _listed(paths: list[str]) -> str:
+  more = f"\n  ... and {len(paths) - _MAX_LISTED} more" if len(paths) > _MAX_LISTED else ""
+  return "\n  " + "\n  ".join(paths[:_MAX_LISTED]) + more
+
+
+def scan(root: str, class_names: list[str] | None = None) -> Listing:
+  """Lists ``root/<class>/**`` (sub-folders of a class folder belong to it).
+
+  Args:
+    root: the folder holding one sub-folder per class.
+    class_names: the classes to expect (a val/test folder must use the train
+      folder's); None = the sorted sub-folders of ``root``.
+  """
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"Image folder {root!r} does not exist or is not a folder (config: data.path).")
+  found = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)) and not d.startswith("."))
+  if not found:
+    raise ValueError(f"{root!r} holds no class folders: expected root/<class name>/<image files>, "
+                     "one sub-folder per class (Keras' flow_from_directory layout).")
+  if class_names is None:
+    class_names = found
+  elif set(found) - set(class_names):
+    raise ValueError(f"{root!r} has class folders {sorted(set(found) - set(class_names))} that the "
+                     f"training folder lacks; its classes are {class_names}.")
+  files, not_images, empty = [], [], []
+  for label, name in enumerate(class_names):
+    n = len(files)
+    for folder, _, names in sorted(os.walk(os.path.join(root, name))):
+      for fname in sorted(names):
+        if fname.startswith("."):  # .DS_Store and friends are not data
+          continue
+        path = os.path.join(folder, fname)
+        if fname.lower().endswith(EXTENSIONS):
+          files.append((path, label))
+        else:
+          not_images.append(path)
+    if len(files) == n:
+      empty.append(os.path.join(root, name))
+  return Listing(class_names, files, not_images, empty)
+
+
+def _decode(path: str, size: int) -> np.ndarray | str:
+  """The resized RGB array, or the reason ``path`` cannot be decoded."""
+  try:
+    with Image.open(path) as image:
+      image.load()  # decodes fully: truncated files fail here, not later
+      return cache.fit(image, size)
+  except Exception as e:  # Pillow raises several types (OSError, SyntaxError, ValueError ...)
+    return f"{type(e).__name__}: {e}"
+
+
+def _check(problems: list[str], what: str, fix: str, on_error: str) -> None:
+  if not problems:
+    return
+  if on_error == "fail":
+    raise ValueError(f"{len(problems)} {what}:{_listed(problems)}\n{fix} "
+                     "or set data.on_error='skip' to leave them out.")
+  log.warning("Skipping %d %s:%s", len(problems), what, _listed(problems))
+
+
+def load(root: str, size: int, *, class_names: list[str] | None = None, on_error: str = "fail",
+         cache_dir: str = "", workers: int = 4) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
+  """Decodes (or reads from the cache) every image under ``root`` at ``size x size``.
+
+  Args:
+    root: ``root/<class>/<image>``.
+    size: output height and width.
+    class_names: the label order to use (a val/test folder must share train's).
+    on_error: "fail" raises on empty class folders, non-image files and files
+      that do not decode, naming them; "skip" leaves them out with a warning.
+    cache_dir: root of the decode cache; "" = ``cache.default_dir()``.
+    workers: decoding threads (Pillow releases the GIL while decoding).
+
+  Returns:
+    images (N, size, size, 3) uint8 (memory-mapped), labels (N,) int32, the class
+    names, and a report dict (``skipped``: the files left out and why).
+  """
+  if on_error not in ON_ERROR:
+    raise ValueError(f"data.on_error={on_error!r}; choose one of {ON_ERROR}.")
+  listing = scan(root, class_names)
+  _check(listing.empty_classes, "empty class folder(s) (no image files)",
+         "Put images in them or remove them,", on_error)
+  _check(listing.not_images, f"file(s) without an image extension {EXTENSIONS}",
+         "Remove or convert them,", on_error)
+  if not listing.files:
+    raise ValueError(f"{root!r} holds no image files with extensions {EXTENSIONS}.")
+  key = {"root": os.path.abspath(root), "size": size, "classes": listing.class_names,
+         "files": [(p, label, os.path.getsize(p), os.path.getmtime(p)) for p, label in listing.files]}
+  # A cached entry only ever holds files that decoded; the failures are in its meta.
+  images, labels, meta = cache.cached("folder", key, lambda: _build(listing, size, workers), cache_dir)
+  _check([f"{p} ({why})" for p, why in meta["bad_files"]], "file(s) that cannot be decoded as images",
+         "Fix or remove them,", on_error)
+  skipped = listing.not_images + [p for p, _ in meta["bad_files"]]
+  if len(labels) == 0:
+    raise ValueError(f"No image under {root!r} could be decoded; {len(skipped)} file(s) failed.")
+  return images, labels, listing.class_names, {"skipped": skipped, "cache_entry": meta["cache_entry"]}
+
+
+def _build(listing: Listing, size: int, workers: int):
+  paths = [p for p, _ in listing.files]
+  with futures.ThreadPoolExecutor(max(1, workers)) as pool:
+    decoded = list(pool.map(lambda p: _decode(p, size), paths))
+  good = [i for i, d in enumerate(decoded) if isinstance(d, np.ndarray)]
+  images = np.stack([decoded[i] for i in good]) if good else np.zeros((0, size, size, 3), np.uint8)
+  labels = np.array([listing.files[i][1] for i in good], np.int32)
+  bad = [(paths[i], d) for i, d in enumerate(decoded) if isinstance(d, str)]
+  return images, labels, {"bad_files": bad}

@@ -1,0 +1,55 @@
+"""Training the head on cached backbone features.
+
+When no backbone parameter trains, every BatchNorm uses running statistics
+and there is no augmentation, the backbone is a fixed function of the image:
+its ``pre_logits`` are computed once per split and the head trains on them.
+The train and eval steps run unchanged; only the state's ``apply_fn`` becomes
+``Classifier.from_pre_logits``.
+"""
+
+import dataclasses
+import functools
+import os
+
+import jax
+import numpy as np
+
+from tl_jax import data as data_lib, strategies
+
+
+def applies(config, groups, batch_stats) -> bool:
+  """Whether a run can train on cached features (and is allowed to)."""
+  return (bool(config.train.get("cache_features", True)) and len(strategies.phases(config)) == 1
+          and data_lib.augment.from_config(config.get("augment")) is None and strategies.frozen_backbone(groups, batch_stats))
+
+
+def extract(state, split: data_lib.Split, batch_size: int) -> data_lib.Split:
+  """``split`` with its images replaced by the backbone's ``pre_logits`` (float32)."""
+  fn = jax.jit(lambda s, x: s.apply_fn({"params": s.params, "batch_stats": s.batch_stats}, x)[1]["pre_logits"])
+  out = [np.asarray(fn(state, b["image"]))[:n] for b, n in data_lib.eval_batches(split, batch_size)]
+  return data_lib.Split(np.concatenate(out), split.labels)
+
+
+def extract_all(state, dataset: data_lib.Dataset, batch_size: int, cache_dir: str | None = None) -> data_lib.Dataset:
+  """Every split of ``dataset`` as features; kept in ``cache_dir/<split>.npz`` if given.
+
+  The files let a resumed run skip the extraction and let other tools (a
+  scikit-learn baseline) use exactly the features the head trained on.
+  """
+  splits = {}
+  for name, split in dataset.splits.items():
+    path = cache_dir and os.path.join(cache_dir, f"{name}.npz")
+    if path and os.path.exists(path):
+      with np.load(path) as f:
+        splits[name] = data_lib.Split(f["features"], f["labels"])
+      continue
+    splits[name] = extract(state, split, batch_size)
+    if path:
+      os.makedirs(cache_dir, exist_ok=True)
+      np.savez(path, features=splits[name].images, labels=splits[name].labels)
+  return dataclasses.replace(dataset, splits=splits)
+
+
+def on_features(state):
+  """``state`` whose model takes ``pre_logits`` instead of images."""
+  return state.replace(apply_fn=functools.partial(state.apply_fn, method="from_pre_logits"))
