@@ -15,6 +15,7 @@ import sys
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+import pytest
 
 from tl_jax import partition
 from tl_jax.data import in_package
@@ -76,6 +77,8 @@ def _assert_same_run(run, reference) -> None:
     assert np.abs(p_run[k] - p_ref[k]).max() <= 1e-3 * np.abs(p_ref[k]).max(), k
 
 
+# ~3 min on the 2-core CPU (three trainer subprocesses: 1 process, 2, resume).
+@pytest.mark.slow
 def test_two_processes_match_one_and_resume(tmp_path):
   # 120 real digits: 4 steps of 16 per epoch, 2 epochs.
   images, labels, _ = in_package.digits()
