@@ -39,7 +39,10 @@ def get_config() -> ml_collections.ConfigDict:
   )
   # On-device augmentation (tl_jax.data.augment, Keras ImageDataGenerator semantics); all off.
   c.augment = dict(augment.DEFAULTS)
-  c.model = dict(name="efficientnet_lite0", dropout_rate=0.2, drop_path_rate=0.0)
+  c.model = dict(
+      name="efficientnet_lite0", dropout_rate=0.2, drop_path_rate=0.0,
+      dtype="float32",  # compute dtype; "bfloat16": mixed precision, float32 params
+  )
   c.init = dict(
       pretrained=True,
       path="",  # "" = the file an installed package ships
@@ -61,6 +64,8 @@ def get_config() -> ml_collections.ConfigDict:
       log_every_steps=10,
       keep_checkpoints=2,
       label_smoothing=0.0,
+      # JAX's persistent compilation cache: reruns skip compiling ("" = off).
+      compilation_cache_dir="~/.cache/tl_jax/jax_cache",
   )
   c.lock()
   return c

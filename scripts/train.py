@@ -2,25 +2,37 @@ r"""Trains a config; rerun the same command to resume.
 
   python scripts/train.py --config configs/quickstart.py --workdir runs/quickstart \
       [--config.optim.lr=3e-4 ...]
+
+Data parallel over all local devices. Multi-host: start the same command on
+every host with --coordinator_address=HOST0:PORT --num_processes=N
+--process_id=i (or the JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
+JAX_PROCESS_ID variables) and a --workdir all hosts share.
 """
 
 import json
 import logging as std_logging
 
 from absl import app, flags, logging
+import jax
 from ml_collections import config_flags
 
-from tl_jax import trainer
+from tl_jax import sharding, trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Where checkpoints, metrics and reports go.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (multi-host).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes in a multi-host run (0: from env, else 1).")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (-1: from env).")
 
 
 def main(argv):
   del argv
+  sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
   std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
   summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  if jax.process_index():
+    return
   print(json.dumps(summary, indent=1))
   print(f"\nResults in {_WORKDIR.value}: metrics.jsonl, curves.png, checkpoints/, "
         f"{summary['final_report_dir']}/(report.json, confusion_matrix.png)")

@@ -19,14 +19,23 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 import tqdm
 
 from tl_jax import (checkpoint, data as data_lib, feature_cache, metrics, models, optim, partition, plots,
-                    steps, strategies, weights)
+                    sharding, steps, strategies, weights)
 
 log = logging.getLogger(__name__)
+
+
+def _model(config, num_classes: int, **kwargs):
+  """``config.model``; its ``dtype`` is the compute dtype: "bfloat16" keeps
+  float32 parameters and optimizer state (mixed precision)."""
+  mcfg = config.model
+  return models.create(mcfg.name, num_classes, dropout_rate=mcfg.dropout_rate, drop_path_rate=mcfg.drop_path_rate,
+                       dtype=jnp.dtype(mcfg.get("dtype", "float32")), **kwargs)
 
 
 def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool = True, phase: int = 0):
@@ -35,9 +44,7 @@ def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool
   Returns ``(state, groups)`` for phase ``phase`` of ``config.phases``.
   """
   mcfg, size = config.model, config.data.image_size
-  model = models.create(mcfg.name, num_classes, dropout_rate=mcfg.dropout_rate,
-                        drop_path_rate=mcfg.drop_path_rate)
-  variables = model.init(jax.random.key(config.seed), jnp.zeros((1, size, size, 3), jnp.uint8))
+  variables = _model(config, num_classes).init(jax.random.key(config.seed), jnp.zeros((1, size, size, 3), jnp.uint8))
   if pretrained and config.init.pretrained:
     loaded = weights.load_pretrained(mcfg.name, path=config.init.path or None,
                                      source=config.init.source or None)
@@ -51,12 +58,9 @@ def build_state(config, num_classes: int, variables, total_steps: int, phase: in
   The model is built once the labels are known: BatchNorm layers of
   ``running``-statistics groups are frozen in it.
   """
-  mcfg = config.model
   groups = optim.ParamGroups.from_config(variables["params"], strategies.phase_groups(config, phase),
                                          strict=len(strategies.phases(config)) == 1)
-  model = models.create(mcfg.name, num_classes, dropout_rate=mcfg.dropout_rate,
-                        drop_path_rate=mcfg.drop_path_rate,
-                        frozen_bn=groups.frozen_bn(variables.get("batch_stats", {})))
+  model = _model(config, num_classes, frozen_bn=groups.frozen_bn(variables.get("batch_stats", {})))
   state = steps.TrainState.create(
       apply_fn=model.apply,
       params=variables["params"],
@@ -76,10 +80,17 @@ def next_phase(config, state, num_classes: int, total_steps: int, phase: int):
   return new.replace(step=state.step, opt_state=strategies.carry_opt_state(state.opt_state, new.opt_state)), groups
 
 
-def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_classes: int) -> dict[str, Any]:
-  """Runs ``eval_fn`` over a whole split; returns the report and the confusion matrix."""
+def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_classes: int,
+                   mesh: Mesh | None = None) -> dict[str, Any]:
+  """Runs ``eval_fn`` over a whole split; returns the report and the confusion matrix.
+
+  With a ``mesh``, each process feeds its rows of every batch and ``eval_fn``
+  must return replicated outputs (every process then sees all predictions).
+  """
   preds, hits, losses = [], [], []
   for batch, n in data_lib.eval_batches(split, batch_size):
+    if mesh is not None:
+      batch = sharding.put_batch({k: v[sharding.host_rows(batch_size)] for k, v in batch.items()}, mesh)
     out = jax.device_get(eval_fn(state, batch))
     preds.append(out["pred"][:n]), hits.append(out["top_k"][:n]), losses.append(out["loss"][:n])
   confusion = metrics.confusion_matrix(split.labels, np.concatenate(preds), num_classes)
@@ -120,8 +131,23 @@ def _check_workdir_config(config, workdir: str) -> None:
       )
     return
   os.makedirs(workdir, exist_ok=True)
-  with open(path, "w") as f:
-    f.write(config.to_json(indent=1))
+  if jax.process_index() == 0:  # atomic: other processes may be reading it
+    with open(path + ".tmp", "w") as f:
+      f.write(config.to_json(indent=1))
+    os.replace(path + ".tmp", path)
+
+
+def enable_compilation_cache(cache_dir: str) -> None:
+  """JAX's persistent compilation cache in ``cache_dir`` ("" leaves it off).
+
+  A rerun of the same config then loads its executables instead of compiling
+  them. Thresholds are zero so CPU executables, small and quick to build, are
+  cached too. Takes effect only if nothing has been compiled in this process yet.
+  """
+  if cache_dir:
+    jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache_dir))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
 def load_config(workdir: str) -> ml_collections.ConfigDict:
@@ -149,14 +175,24 @@ def _log_groups(state, groups: optim.ParamGroups) -> None:
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Fine-tunes ``config.model`` on ``config.data``; resumes if ``workdir`` has checkpoints.
 
+  Data parallel over all devices of all processes (see ``sharding``): a
+  multi-process run calls ``sharding.initialize_distributed`` first and every
+  process runs this function with the same arguments.
+
   Returns test accuracies of the final and of the best (by validation) checkpoint.
   """
+  t_start = time.time()
+  enable_compilation_cache(config.train.get("compilation_cache_dir", ""))
   _check_workdir_config(config, workdir)
+  mesh = sharding.make_mesh()
+  main_process = jax.process_index() == 0
   dataset = data_lib.load(config.data)
   val_name = "val" if "val" in dataset.splits else "test"
   if val_name == "test":
     log.warning("No validation split (data.val_fraction=0): the best checkpoint is chosen on test.")
   tcfg = config.train
+  sharding.check_batch_size(tcfg.batch_size, mesh)
+  sharding.check_batch_size(tcfg.eval_batch_size, mesh, "train.eval_batch_size")
   steps_per_epoch = len(dataset.splits["train"]) // tcfg.batch_size
   total_steps = tcfg.num_epochs * steps_per_epoch
   ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints)
@@ -166,8 +202,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   cached = feature_cache.applies(config, groups, state.batch_stats)
   t0 = time.time()
   if cached:  # part of the first epoch's cost, whose time includes it
+    # Only process 0 writes the files; the others extract their own copy rather
+    # than read one that may be half written.
     dataset = feature_cache.extract_all(state, dataset, tcfg.eval_batch_size,
-                                        os.path.join(workdir, "feature_cache"))
+                                        os.path.join(workdir, "feature_cache") if main_process else None)
     state = feature_cache.on_features(state)
     log.info("Backbone frozen: training the head on cached features (%.1f s).", time.time() - t0)
   train, test = dataset.splits["train"], dataset.splits["test"]
@@ -176,23 +214,27 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
            total_steps, tcfg.batch_size)
   _log_groups(state, groups)
 
+  state = sharding.replicate(state, mesh)
   if ckpts.latest_step() is not None:
     state = ckpts.restore(ckpts.latest_step(), state)
     log.info("Resumed from %s at step %d.", workdir, int(state.step))
   loss_fn = functools.partial(steps.cross_entropy, label_smoothing=tcfg.label_smoothing)
   augment_fn = data_lib.augment.from_config(config.get("augment"))  # None: all options off
   # One jitted step per phase: each compiles once (its state has its own structure).
+  # Replicated outputs: every process can read the new state and the metrics.
   new_train_fn = lambda: jax.jit(
-      functools.partial(steps.train_step, loss_fn=loss_fn, augment_fn=augment_fn), donate_argnums=0)
+      functools.partial(steps.train_step, loss_fn=loss_fn, augment_fn=augment_fn), donate_argnums=0,
+      out_shardings=sharding.replicated(mesh))
   train_fns = {phase: new_train_fn()}
-  eval_fn = jax.jit(steps.eval_step)
+  eval_fn = jax.jit(steps.eval_step, out_shardings=sharding.replicated(mesh))
   evaluate = functools.partial(evaluate_split, eval_fn, batch_size=tcfg.eval_batch_size,
-                               num_classes=dataset.num_classes)
+                               num_classes=dataset.num_classes, mesh=mesh)
   lr = optim.schedule(config.optim, total_steps)
-  rng = jax.random.key(config.seed)
+  rng = sharding.replicate(jax.random.key(config.seed), mesh)
 
   start = int(state.step)
   # The loader's position is the restored step: resumed runs see the same batches.
+  # Each process reads only its rows of every global batch (the pipeline's host shard).
   batches = data_lib.train_batches(train, tcfg.batch_size, config.seed, start,
                                    loading=data_lib.pipeline.Loading(**config.data.get("loading", {})))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
@@ -203,10 +245,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if strategies.phase_at(config, step) != phase:
         phase = strategies.phase_at(config, step)
         state, groups = next_phase(config, state, dataset.num_classes, total_steps, phase)
+        state = sharding.replicate(state, mesh)
         train_fns[phase] = new_train_fn()
         tqdm.tqdm.write(f"step {step}: phase {phase + 1}")
         _log_groups(state, groups)
-      state, m = train_fns[phase](state, next(batches), rng)
+      state, m = train_fns[phase](state, sharding.put_batch(next(batches), mesh), rng)
+      if step == start:
+        jax.block_until_ready(m)
+        log.info("First step done %.1f s after start (compiling included).", time.time() - t_start)
       window.append(m)
       bar.update()
       epoch, in_epoch = divmod(step + 1, steps_per_epoch)
@@ -225,16 +271,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           "elapsed_s": round(time.time() - t0, 1), "epoch_s": round(time.time() - t_epoch, 3),
       }
       t_epoch = time.time()
-      with open(metrics_path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+      if main_process:
+        with open(metrics_path, "a") as f:
+          f.write(json.dumps(record) + "\n")
       ckpts.save(step + 1, state, {"val_accuracy": record["val_accuracy"]})
       bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['val_accuracy']:.4f}")
       tqdm.tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} "
                       f"acc {record['train_accuracy']:.4f} | {val_name} loss {record['val_loss']:.4f} "
                       f"acc {record['val_accuracy']:.4f}")
 
-  with open(metrics_path) as f:
-    plots.plot_training_curves([json.loads(line) for line in f], os.path.join(workdir, "curves.png"))
+  if main_process:
+    with open(metrics_path) as f:
+      plots.plot_training_curves([json.loads(line) for line in f], os.path.join(workdir, "curves.png"))
   # Test both the final model (the fixed recipe's result) and the best one by
   # validation accuracy (noisy on small validation splits).
   summary = {"final_step": total_steps, "best_step": ckpts.best_step(), "cached_features": cached,
@@ -245,18 +293,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       return ckpts.restore(step, state)
     abstract = jax.eval_shape(lambda: create_state(config, dataset.num_classes, total_steps,
                                                    pretrained=False, phase=phase_of(step))[0])
+    replicated = sharding.replicated(mesh)
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
     return ckpts.restore(step, abstract)
 
   for name, step in (("final", total_steps), ("best", summary["best_step"])):
     result = evaluate(restore(step), test)
     out = os.path.join(workdir, "eval", f"test_step{step}")
-    write_report(out, result, dataset.class_names, f"test, step {step}")
+    if main_process:
+      write_report(out, result, dataset.class_names, f"test, step {step}")
     summary |= {f"{name}_val_accuracy": ckpts.metrics(step)["val_accuracy"],
                 f"{name}_test_accuracy": result["report"]["accuracy"],
                 f"{name}_test_macro_f1": result["report"]["macro_f1"], f"{name}_report_dir": out}
   summary["train_time_s"] = round(time.time() - t0, 1)
-  with open(os.path.join(workdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
+  if main_process:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=1)
   return summary
 
 

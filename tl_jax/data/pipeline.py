@@ -16,6 +16,8 @@ import grain
 import jax
 import numpy as np
 
+from tl_jax import sharding
+
 
 @dataclasses.dataclass(frozen=True)
 class Loading:
@@ -41,15 +43,11 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int,
   per_epoch = num_examples // batch_size
   if per_epoch == 0:
     raise ValueError(f"Batch size {batch_size} exceeds the {num_examples} training examples.")
-  index, count = shard
-  if batch_size % count:
-    raise ValueError(f"Batch size {batch_size} is not divisible by the {count} hosts.")
+  rows = sharding.host_rows(batch_size, shard)
   epoch, i = divmod(step, per_epoch)
   order = np.random.default_rng([seed, epoch]).permutation(num_examples)
   # Sorted: memory-mapped images are then read in file order.
-  idx = np.sort(order[i * batch_size:(i + 1) * batch_size])
-  per_host = batch_size // count
-  return idx[index * per_host:(index + 1) * per_host]
+  return np.sort(order[i * batch_size:(i + 1) * batch_size])[rows]
 
 
 class _Gather:

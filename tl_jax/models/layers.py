@@ -21,6 +21,10 @@ class BatchNorm(nn.BatchNorm):
   """
 
   frozen: Set[str] = frozenset()
+  # Two-pass variance: E[x^2] - E[x]^2 cancels catastrophically on flat inputs
+  # (e.g. white paper), and the error then depends on the reduction order, so
+  # 1 and 8 devices would disagree.
+  use_fast_variance: bool = False
 
   def __call__(self, x, use_running_average: bool | None = None, **kwargs):
     if "/".join(self.path) in self.frozen:
