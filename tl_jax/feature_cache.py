@@ -23,10 +23,16 @@ def applies(config, groups, batch_stats) -> bool:
           and data_lib.augment.from_config(config.get("augment")) is None and strategies.frozen_backbone(groups, batch_stats))
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _pre_logits(apply_fn, params, batch_stats, images):
+  return apply_fn({"params": params, "batch_stats": batch_stats}, images)[1]["pre_logits"]
+
+
 def extract(state, split: data_lib.Split, batch_size: int) -> data_lib.Split:
   """``split`` with its images replaced by the backbone's ``pre_logits`` (float32)."""
-  fn = jax.jit(lambda s, x: s.apply_fn({"params": s.params, "batch_stats": s.batch_stats}, x)[1]["pre_logits"])
-  out = [np.asarray(fn(state, b["image"]))[:n] for b, n in data_lib.eval_batches(split, batch_size)]
+  # Module-level jit: every split (same padded batch shape) reuses one executable.
+  out = [np.asarray(_pre_logits(state.apply_fn, state.params, state.batch_stats, b["image"]))[:n]
+         for b, n in data_lib.eval_batches(split, batch_size)]
   return data_lib.Split(np.concatenate(out), split.labels)
 
 
