@@ -22,7 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tl_jax.models.layers import BatchNorm, DepthwiseConv, DropPath, conv_padding
+from tl_jax.models.layers import BatchNorm, Conv, DepthwiseConv, DropPath, conv_padding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +120,7 @@ class ConvBN(nn.Module):
   def __call__(self, x, train: bool = False):
     k, s = self.kernel, self.stride
     pads = [conv_padding(self.padding, n, k, s) for n in x.shape[1:3]]
-    x = nn.Conv(self.features, (k, k), (s, s), padding=pads, use_bias=False,
+    x = Conv(self.features, (k, k), (s, s), padding=pads, use_bias=False,
                 dtype=self.dtype, name="conv")(x)
     return nn.relu6(self.norm(name="bn")(x, not train))
 
@@ -138,7 +138,7 @@ class MBConv(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    conv = functools.partial(nn.Conv, use_bias=False, padding="SAME", dtype=self.dtype)
+    conv = functools.partial(Conv, use_bias=False, padding="SAME", dtype=self.dtype)
     inputs = x
     hidden = self.in_channels * self.spec.expand
     if self.spec.expand != 1:

@@ -25,7 +25,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tl_jax.models.layers import BatchNorm, DropPath
+from tl_jax.models.layers import BatchNorm, Conv, DropPath
 
 # depth: (block kind, blocks per stage)
 DEPTHS = {
@@ -95,7 +95,7 @@ class Block(nn.Module):
 
   spec: BlockSpec
   bottleneck: bool
-  conv: Any  # partial nn.Conv with the style's bias choice
+  conv: Any  # partial Conv with the style's bias choice
   norm: Any
   stride_on_1x1: bool = False
   drop_path_rate: float = 0.0
@@ -163,7 +163,7 @@ class ResNet(nn.Module):
     if self.depth not in DEPTHS:
       raise ValueError(f"Unknown ResNet depth {self.depth}; known: {sorted(DEPTHS)}.")
     epsilon, bias, stride_on_1x1 = STYLES[self.style]
-    conv = functools.partial(nn.Conv, use_bias=bias, padding="VALID", kernel_init=conv_init,
+    conv = functools.partial(Conv, use_bias=bias, padding="VALID", kernel_init=conv_init,
                              dtype=self.dtype)
     # torch momentum 0.1 == flax momentum 0.9 (Keras' own is 0.99; only fine-tuning sees it).
     norm = functools.partial(BatchNorm, momentum=0.9, epsilon=epsilon, frozen=self.frozen_bn,

@@ -22,7 +22,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tl_jax.models.layers import BatchNorm
+from tl_jax.models.layers import BatchNorm, Conv
 
 # depth: convolutions per stage
 DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
@@ -71,7 +71,7 @@ class Stage(nn.Module):
   def __call__(self, x, train: bool = False):
     first = None
     for c in range(1, self.n + 1):
-      x = nn.Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
+      x = Conv(self.channels, (3, 3), padding=((1, 1), (1, 1)), dtype=self.dtype,
                   kernel_init=nn.initializers.variance_scaling(2.0, "fan_out", "normal"),
                   name=f"conv{c}")(x)
       if self.batch_norm:
