@@ -92,7 +92,7 @@ def test_eight_devices_match_one_device():
   assert (one["shards"], eight["shards"]) == (1, 8)
   assert eight["all_reduce"] and not one["all_reduce"]
   # Same loss curve and final parameters within float32 reduction-order noise.
-  np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5)
+  np.testing.assert_allclose(eight["losses"], one["losses"], rtol=5e-5)
   assert len(set(np.round(one["losses"], 4))) == STEPS  # it learns: losses change step to step
   for k in one["params"]:
     p1, p8 = np.asarray(one["params"][k]), np.asarray(eight["params"][k])

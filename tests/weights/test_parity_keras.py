@@ -105,7 +105,8 @@ def check(name, tmp_path, *, include_top, size, seed=0):
     what = "logit" if include_top else "pooled feature"
     print(f"PARITY {ours} keras {layout}.h5 include_top={include_top} "
           f"max|d{what}|={diffs[layout]:.2e} (std {expected.std():.2f})")
-  assert max(diffs.values()) <= TOL, diffs
+  # Float32 rounding scales with the values: VGG's unnormalised pooled features have std ~46.
+  assert max(diffs.values()) <= max(TOL, 1e-5 * expected.std()), diffs
 
 
 @pytest.mark.parametrize("name, include_top, size", [
