@@ -32,16 +32,24 @@ def test_real_photos_top1(name):
 
 
 def test_depthwise_cpu_path_matches_grouped_conv():
+  """Values and both gradients (the kernel's has its own rule) against the native grouped conv."""
   from jax import lax
   from tl_jax.models.layers import depthwise_shifted
 
   rng = np.random.default_rng(0)
-  for size, k, s in [(9, 3, 2), (8, 5, 2), (7, 5, 1), (6, 3, 1)]:
-    x = rng.normal(size=(2, size, size, 4)).astype(np.float32)
+  for size, k, s, n in [(9, 3, 2, 2), (8, 5, 2, 3), (7, 5, 1, 4), (6, 3, 1, 1)]:
+    x = rng.normal(size=(n, size, size, 4)).astype(np.float32)
     w = rng.normal(size=(k, k, 1, 4)).astype(np.float32)
-    ref = lax.conv_general_dilated(x, w, (s, s), "SAME", feature_group_count=4,
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(depthwise_shifted(x, w, s), ref, rtol=1e-5, atol=1e-5)
+
+    def native(x, w):
+      return lax.conv_general_dilated(x, w, (s, s), "SAME", feature_group_count=4,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    np.testing.assert_allclose(depthwise_shifted(x, w, s), native(x, w), rtol=1e-5, atol=1e-5)
+    ours = jax.jit(jax.grad(lambda x, w: jnp.sum(jnp.sin(depthwise_shifted(x, w, s))), (0, 1)))(x, w)
+    ref = jax.grad(lambda x, w: jnp.sum(jnp.sin(native(x, w))), (0, 1))(x, w)
+    for got, want in zip(ours, ref):
+      np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
 
 
 def test_merge_reports_missing_unexpected_and_shapes():
