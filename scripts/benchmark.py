@@ -217,11 +217,26 @@ def main() -> None:
           r = result["tl_jax"]
           rows[-1]["frozen_train_over_forward"] = r["train_s"] / r["forward_s"]
           print(f"{'':<20}{'':>5} tl_jax frozen train step / forward = {r['train_s'] / r['forward_s']:.2f}")
-  env["loadavg_end"] = os.getloadavg()
-  with open(args.json, "w") as f:
-    json.dump({"env": env, "matmul_gflops": peak, "batch": BATCH, "repeats": args.repeats, "rows": rows},
-              f, indent=1)
-  print(f"wrote {args.json}")
+        env["loadavg_end"] = os.getloadavg()
+        with open(args.json, "w") as f:  # after every block: a long run interrupted keeps what it measured
+          json.dump({"env": env, "matmul_gflops": peak, "batch": BATCH, "repeats": args.repeats, "rows": rows},
+                    f, indent=1)
+  print(f"wrote {args.json}\n")
+  print(markdown_table(rows, frameworks))
+
+
+def markdown_table(rows: list[dict], frameworks: list[str]) -> str:
+  """The rows as the BENCHMARKS.md table (img/s; n/a where a framework has no such model)."""
+  lines = ["| model | px | mode | timed | " + " | ".join(frameworks) + " | tl_jax / best peer | of peak |",
+           "|---|---|---|---|" + "---:|" * (len(frameworks) + 2)]
+  for r in rows:
+    timed = r["what"]
+    if "frozen_train_over_forward" in r:
+      timed += f" (train/fwd {r['frozen_train_over_forward']:.2f})"
+    cells = [f"{r['img_per_s'][fw]:.1f}" if fw in r["img_per_s"] else "n/a" for fw in frameworks]
+    lines.append(f"| {r['model']} | {r['size']} | {r['mode']} | {timed} | " + " | ".join(cells)
+                 + f" | {r['ratio_to_best_peer']:.2f} | {r['fraction_of_peak']:.1%} |")
+  return "\n".join(lines)
 
 
 if __name__ == "__main__":
