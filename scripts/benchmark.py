@@ -2,7 +2,7 @@ r"""Fine-tuning speed, side by side: tl_jax vs Keras 3 (JAX backend) vs PyTorch 
 
   KERAS_BACKEND=jax python scripts/benchmark.py [--models resnet50,vgg16,efficientnet_lite0]
       [--sizes 64,224] [--modes frozen,full] [--frameworks tl_jax,keras,torch,torch_cl]
-      [--repeats 5] [--json benchmark.json]
+      [--batch 16] [--dtype float32|bfloat16] [--repeats 5] [--json benchmark.json]
 
 For every (model, size, mode) it times one train step (forward + backward +
 Adam on a new 10-class head, batch 16; ``frozen``: backbone frozen with
@@ -15,10 +15,20 @@ forward when the backbone trains, 1x when it is frozen).
 
 Peers: ``keras`` = ``keras.applications`` with ``weights=None`` (no
 EfficientNet-Lite there); ``torch`` / ``torch_cl`` = the reference modules in
-``benchmark_torch.py``, eager, default / channels_last memory format.
+``benchmark_torch.py``, eager, default / channels_last memory format;
+``torch_compile`` (not run by default) = ``torch_cl`` under ``torch.compile``.
+
+Every framework runs on its default device (torch: CUDA when available).
+``--dtype bfloat16``: tl_jax ``model.dtype=bfloat16`` (float32 params and
+optimizer), Keras ``mixed_bfloat16``, torch autocast to bfloat16 (AMP); the
+peak is then the bfloat16 matmul's. For a GPU, e.g.:
+
+  python scripts/benchmark.py --models resnet50 --sizes 224 --batch 128 --dtype bfloat16 \
+      --frameworks tl_jax,torch_cl,torch_compile
 """
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
@@ -38,7 +48,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tl_jax import steps, trainer  # noqa: E402
 
-BATCH, CLASSES = 16, 10
+CLASSES = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  model: str
+  size: int
+  mode: str  # frozen | full
+  batch: int = 16
+  dtype: str = "float32"  # float32 | bfloat16 (mixed precision)
+  repeats: int = 5
 
 
 def timed(fn, repeats: int, warmup: int = 2) -> float:
@@ -53,40 +73,53 @@ def timed(fn, repeats: int, warmup: int = 2) -> float:
   return statistics.median(times)
 
 
-def matmul_peak(n: int = 2048, repeats: int = 10) -> dict[str, float]:
-  """Measured float32 GFLOP/s of an n x n matmul in XLA and in torch; the peak is the best."""
-  x = jnp.ones((n, n), jnp.float32)
+def matmul_peak(dtype: str = "float32", n: int = 2048, repeats: int = 10) -> dict[str, float]:
+  """Measured GFLOP/s of an n x n matmul in XLA and in torch (default devices); the peak is the best."""
+  if jax.default_backend() != "cpu":
+    n *= 4  # an accelerator needs a bigger matmul to reach its peak
+  x = jnp.ones((n, n), dtype)
   mm = jax.jit(lambda a: a @ a)
   result = {"xla": 2 * n**3 / timed(lambda: mm(x).block_until_ready(), repeats) / 1e9}
   try:
     import torch
 
-    t = torch.ones(n, n)
-    result["torch"] = 2 * n**3 / timed(lambda: torch.mm(t, t), repeats) / 1e9
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    t = torch.ones(n, n, dtype=getattr(torch, dtype), device=device)
+    result["torch"] = 2 * n**3 / timed(lambda: torch_sync(torch.mm(t, t)), repeats) / 1e9
   except ImportError:
     pass
   result["peak"] = max(result.values())
   return result
 
 
-def tl_jax_config(model: str, size: int, mode: str) -> ml_collections.ConfigDict:
+def torch_sync(out=None):
+  """Waits for queued CUDA work (torch launches asynchronously); returns ``out``."""
+  import torch
+
+  if torch.cuda.is_available():
+    torch.cuda.synchronize()
+  return out
+
+
+def tl_jax_config(model: str, size: int, mode: str, dtype: str = "float32") -> ml_collections.ConfigDict:
   """A training config of the benchmark's recipe (no pretrained weights are read)."""
   frozen = mode == "frozen"
   return ml_collections.ConfigDict(dict(
       seed=0,
       data=dict(image_size=size),
-      model=dict(name=model, dropout_rate=0.0, drop_path_rate=0.0, dtype="float32"),
+      model=dict(name=model, dropout_rate=0.0, drop_path_rate=0.0, dtype=dtype),
       init=dict(pretrained=False),
       param_groups=dict(rules=(("head/.*", "head"), (".*", "frozen" if frozen else "backbone"))),
       optim=dict(name="adam", lr=1e-3, schedule="constant", warmup_steps=0, kwargs={}),
   ))
 
 
-def bench_tl_jax(model: str, size: int, mode: str, repeats: int) -> dict[str, float]:
-  state, _ = trainer.create_state(tl_jax_config(model, size, mode), CLASSES, 100, pretrained=False)
+def bench_tl_jax(case: Case) -> dict[str, float]:
+  state, _ = trainer.create_state(tl_jax_config(case.model, case.size, case.mode, case.dtype), CLASSES, 100,
+                                  pretrained=False)
   rng = np.random.default_rng(0)
-  batch = {"image": jnp.asarray(rng.integers(0, 256, (BATCH, size, size, 3), dtype=np.uint8)),
-           "label": jnp.asarray(rng.integers(0, CLASSES, (BATCH,), dtype=np.int32))}
+  batch = {"image": jnp.asarray(rng.integers(0, 256, (case.batch, case.size, case.size, 3), dtype=np.uint8)),
+           "label": jnp.asarray(rng.integers(0, CLASSES, (case.batch,), dtype=np.int32))}
   key = jax.random.key(0)
   train = jax.jit(functools.partial(steps.train_step, loss_fn=steps.cross_entropy), donate_argnums=0)
   forward = jax.jit(lambda s, x: s.apply_fn({"params": s.params, "batch_stats": s.batch_stats}, x)[0])
@@ -97,61 +130,72 @@ def bench_tl_jax(model: str, size: int, mode: str, repeats: int) -> dict[str, fl
     m["loss"].block_until_ready()
 
   flops = forward.lower(state, batch["image"]).compile().cost_analysis()
-  flops = (flops[0] if isinstance(flops, list) else flops)["flops"] / BATCH
-  return {"train_s": timed(step, repeats),
-          "forward_s": timed(lambda: forward(holder[0], batch["image"]).block_until_ready(), repeats),
+  flops = (flops[0] if isinstance(flops, list) else flops)["flops"] / case.batch
+  return {"train_s": timed(step, case.repeats),
+          "forward_s": timed(lambda: forward(holder[0], batch["image"]).block_until_ready(), case.repeats),
           "forward_flops_per_image": flops}
 
 
-def bench_keras(model: str, size: int, mode: str, repeats: int) -> dict[str, float]:
+def bench_keras(case: Case) -> dict[str, float]:
   import keras
 
   apps = {"resnet50": keras.applications.ResNet50, "vgg16": keras.applications.VGG16}
-  if model not in apps:
-    raise NotImplementedError(f"keras.applications has no {model}")
-  base = apps[model](weights=None, include_top=False, pooling="avg", input_shape=(size, size, 3))
-  base.trainable = mode != "frozen"  # Keras: a frozen model's BatchNorm runs in inference mode
-  net = keras.Sequential([base, keras.layers.Dense(CLASSES)])
+  if case.model not in apps:
+    raise NotImplementedError(f"keras.applications has no {case.model}")
+  keras.config.set_dtype_policy("mixed_bfloat16" if case.dtype == "bfloat16" else "float32")
+  try:
+    base = apps[case.model](weights=None, include_top=False, pooling="avg", input_shape=(case.size, case.size, 3))
+    base.trainable = case.mode != "frozen"  # Keras: a frozen model's BatchNorm runs in inference mode
+    net = keras.Sequential([base, keras.layers.Dense(CLASSES, dtype="float32")])
+  finally:
+    keras.config.set_dtype_policy("float32")
   net.compile(optimizer=keras.optimizers.Adam(1e-3),
               loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
   rng = np.random.default_rng(0)
-  x = rng.uniform(0, 255, (BATCH, size, size, 3)).astype(np.float32)
-  y = rng.integers(0, CLASSES, (BATCH,))
-  return {"train_s": timed(lambda: net.train_on_batch(x, y), repeats),
-          "forward_s": timed(lambda: np.asarray(net.predict_on_batch(x)), repeats)}
+  x = rng.uniform(0, 255, (case.batch, case.size, case.size, 3)).astype(np.float32)
+  y = rng.integers(0, CLASSES, (case.batch,))
+  return {"train_s": timed(lambda: net.train_on_batch(x, y), case.repeats),
+          "forward_s": timed(lambda: np.asarray(net.predict_on_batch(x)), case.repeats)}
 
 
-def bench_torch(model: str, size: int, mode: str, repeats: int, channels_last: bool) -> dict[str, float]:
+def bench_torch(case: Case, channels_last: bool, compile: bool = False) -> dict[str, float]:
   import torch
 
   import benchmark_torch
 
   torch.manual_seed(0)
-  backbone, features = benchmark_torch.MODELS[model]()
+  device = "cuda" if torch.cuda.is_available() else "cpu"
+  backbone, features = benchmark_torch.MODELS[case.model]()
   net = torch.nn.Sequential(backbone, torch.nn.Linear(features, CLASSES))
-  frozen = mode == "frozen"
+  frozen = case.mode == "frozen"
   if frozen:
     backbone.requires_grad_(False)
   fmt = torch.channels_last if channels_last else torch.contiguous_format
-  net = net.to(memory_format=fmt)
-  x = torch.rand(BATCH, 3, size, size).mul(255).contiguous(memory_format=fmt)
-  y = torch.randint(0, CLASSES, (BATCH,))
+  net = net.to(device=device, memory_format=fmt)
+  x = torch.rand(case.batch, 3, case.size, case.size, device=device).mul(255).contiguous(memory_format=fmt)
+  y = torch.randint(0, CLASSES, (case.batch,), device=device)
   opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3)
+  run = torch.compile(net) if compile else net
+  amp = torch.autocast(device, dtype=torch.bfloat16, enabled=case.dtype == "bfloat16")
 
   def step():
     net.train()
     if frozen:  # frozen backbone: running BatchNorm statistics, as in tl_jax and Keras
       backbone.eval()
     opt.zero_grad(set_to_none=True)
-    torch.nn.functional.cross_entropy(net(x), y).backward()
+    with amp:
+      loss = torch.nn.functional.cross_entropy(run(x), y)
+    loss.backward()
     opt.step()
+    torch_sync()
 
   def forward():
     net.eval()
-    with torch.inference_mode():
-      net(x)
+    with torch.inference_mode(), amp:
+      run(x)
+    torch_sync()
 
-  return {"train_s": timed(step, repeats), "forward_s": timed(forward, repeats)}
+  return {"train_s": timed(step, case.repeats), "forward_s": timed(forward, case.repeats)}
 
 
 FRAMEWORKS = {
@@ -159,7 +203,9 @@ FRAMEWORKS = {
     "keras": bench_keras,
     "torch": functools.partial(bench_torch, channels_last=False),
     "torch_cl": functools.partial(bench_torch, channels_last=True),
+    "torch_compile": functools.partial(bench_torch, channels_last=True, compile=True),
 }
+DEFAULT_FRAMEWORKS = ("tl_jax", "keras", "torch", "torch_cl")
 
 
 def main() -> None:
@@ -167,7 +213,10 @@ def main() -> None:
   parser.add_argument("--models", default="resnet50,vgg16,efficientnet_lite0")
   parser.add_argument("--sizes", default="64,224")
   parser.add_argument("--modes", default="frozen,full")
-  parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
+  parser.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS),
+                      help=f"comma-separated, from {','.join(FRAMEWORKS)}")
+  parser.add_argument("--batch", type=int, default=16)
+  parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--json", default="benchmark.json")
   args = parser.parse_args()
@@ -180,14 +229,16 @@ def main() -> None:
 
   import torch
 
-  peak = matmul_peak()
+  peak = matmul_peak(args.dtype)
   env = {"machine": platform.processor() or platform.machine(), "cpus": os.cpu_count(),
+         "jax_devices": [str(d) for d in jax.devices()], "torch_device": torch.cuda.get_device_name()
+         if torch.cuda.is_available() else "cpu", "dtype": args.dtype,
          "torch_threads": torch.get_num_threads(), "jax": jax.__version__, "torch": torch.__version__,
          "loadavg_start": os.getloadavg(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
   import keras
 
   env["keras"] = keras.__version__
-  print(f"float32 matmul peak: {peak['peak']:.0f} GFLOP/s ({', '.join(f'{k} {v:.0f}' for k, v in peak.items() if k != 'peak')});"
+  print(f"{args.dtype} matmul peak: {peak['peak']:.0f} GFLOP/s ({', '.join(f'{k} {v:.0f}' for k, v in peak.items() if k != 'peak')});"
         f" load {env['loadavg_start'][0]:.1f}")
   rows = []
   header = f"{'model':<20}{'size':>5} {'mode':<7}{'what':<8}" + "".join(f"{f:>10}" for f in frameworks)
@@ -197,14 +248,15 @@ def main() -> None:
     for size in map(int, args.sizes.split(",")):
       for mode in args.modes.split(","):
         result = {}
+        case = Case(model, size, mode, args.batch, args.dtype, args.repeats)
         for fw in frameworks:
           try:
-            result[fw] = FRAMEWORKS[fw](model, size, mode, args.repeats)
+            result[fw] = FRAMEWORKS[fw](case)
           except NotImplementedError as e:
             result[fw] = {"skipped": str(e)}
         flops = result["tl_jax"]["forward_flops_per_image"]
         for what, mult in (("train", 1 if mode == "frozen" else 3), ("forward", 1)):
-          ips = {fw: BATCH / r[f"{what}_s"] for fw, r in result.items() if f"{what}_s" in r}
+          ips = {fw: args.batch / r[f"{what}_s"] for fw, r in result.items() if f"{what}_s" in r}
           peers = [v for fw, v in ips.items() if fw != "tl_jax"]
           ratio = ips["tl_jax"] / max(peers) if peers else float("nan")
           frac = ips["tl_jax"] * flops * mult / (peak["peak"] * 1e9)
@@ -219,7 +271,7 @@ def main() -> None:
           print(f"{'':<20}{'':>5} tl_jax frozen train step / forward = {r['train_s'] / r['forward_s']:.2f}")
         env["loadavg_end"] = os.getloadavg()
         with open(args.json, "w") as f:  # after every block: a long run interrupted keeps what it measured
-          json.dump({"env": env, "matmul_gflops": peak, "batch": BATCH, "repeats": args.repeats, "rows": rows},
+          json.dump({"env": env, "matmul_gflops": peak, "batch": args.batch, "repeats": args.repeats, "rows": rows},
                     f, indent=1)
   print(f"wrote {args.json}\n")
   print(markdown_table(rows, frameworks))
