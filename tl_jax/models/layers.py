@@ -142,8 +142,35 @@ def _im2col_conv(x, kernel, strides, pads, precision=None, preferred_element_typ
   taps = [lax.slice(x, (0, i, j, 0), (n, i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1, cin), (1, sh, sw, 1))
           for i in range(kh) for j in range(kw)]
   patches = jnp.concatenate(taps, axis=-1) if len(taps) > 1 else taps[0]
-  return lax.dot_general(patches, kernel.reshape(kh * kw * cin, cout), (((3,), (0,)), ((), ())),
-                         precision=precision, preferred_element_type=preferred_element_type)
+  return _matmul(patches, kernel.reshape(kh * kw * cin, cout), precision, preferred_element_type)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _matmul(x, w, precision=None, preferred_element_type=None):
+  """``x @ w`` over the last axis of ``x``, whose weight gradient is one 2-D matmul.
+
+  Autodiff contracts the batch and spatial axes of a 4-D ``x`` for the weight
+  gradient; XLA:CPU then has the BatchNorm-backward fusion that feeds it write
+  a transposed copy (143 ms for one 16x112x112x96 tensor of Lite0 at 224 px).
+  Flattened to 2-D first it does not: Lite0 224 px full train 7.7 -> 10 img/s.
+  """
+  return lax.dot_general(x, w, (((x.ndim - 1,), (0,)), ((), ())), precision=precision,
+                         preferred_element_type=preferred_element_type)
+
+
+def _matmul_fwd(x, w, precision, preferred_element_type):
+  return _matmul(x, w, precision, preferred_element_type), (x, w)
+
+
+def _matmul_bwd(precision, preferred_element_type, residuals, g):
+  x, w = residuals
+  dx = lax.dot_general(g, w, (((g.ndim - 1,), (1,)), ((), ())), precision=precision)
+  dw = lax.dot_general(x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1]), (((0,), (0,)), ((), ())),
+                       precision=precision)
+  return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)
 
 
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
