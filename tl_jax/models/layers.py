@@ -115,11 +115,11 @@ def _depthwise_kernel_grad(x, g, k: int, stride: int, padding: str):
 
   def body(acc, xg):
     taps = _depthwise_taps(xg[0], k, stride, padding)
-    return acc + jnp.stack([jnp.sum(t * xg[1], axis=(0, 1, 2)) for t in taps]), None
+    return acc + jnp.stack([jnp.sum(t * xg[1], axis=(0, 1, 2), dtype=jnp.float32) for t in taps]), None
 
   xs = x.reshape(n // chunk, chunk, *x.shape[1:])
   gs = g.reshape(n // chunk, chunk, *g.shape[1:])
-  acc, _ = lax.scan(body, jnp.zeros((k * k, x.shape[-1]), jnp.promote_types(x.dtype, g.dtype)), (xs, gs))
+  acc, _ = lax.scan(body, jnp.zeros((k * k, x.shape[-1]), jnp.float32), (xs, gs))  # f32 also under bf16
   return acc.reshape(k, k, 1, -1)
 
 
