@@ -1,4 +1,4 @@
-"""The CPU conv routing in ``layers.conv_general_dilated`` matches ``lax`` exactly (values and gradients)."""
+"""The CPU conv routing in ``layers.conv_general_dilated`` matches ``lax`` to float rounding (values and gradients)."""
 
 import jax
 import jax.numpy as jnp

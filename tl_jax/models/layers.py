@@ -68,16 +68,25 @@ def conv_padding(padding: str, size: int, kernel: int, stride: int) -> tuple[int
   raise ValueError(f"Unknown padding {padding!r}; use 'SAME' (TF/Keras) or 'torch'.")
 
 
-def _depthwise_taps(x: jnp.ndarray, k: int, s: int, padding: str) -> list[jnp.ndarray]:
-  """The k*k shifted (strided) views of ``x`` that a kxk depthwise conv weighs."""
+def _shifted_taps(x: jnp.ndarray, window: tuple[int, int], strides: tuple[int, int],
+                  pads) -> list[jnp.ndarray]:
+  """The kh*kw shifted (strided) views of NHWC ``x`` that a convolution window weighs, row-major.
+
+  Strided taps read a polyphase view (space-to-depth): no strided slice.
+  """
+  (kh, kw), (sh, sw), ((top, bottom), (left, right)) = window, strides, pads
   n, h, w, c = x.shape
-  (top, bottom), (left, right) = conv_padding(padding, h, k, s), conv_padding(padding, w, k, s)
-  oh, ow = (h + top + bottom - k) // s + 1, (w + left + right - k) // s + 1
-  hp, wp = -(-(h + top + bottom) // s) * s, -(-(w + left + right) // s) * s
+  oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+  hp, wp = -(-(h + top + bottom) // sh) * sh, -(-(w + left + right) // sw) * sw
   x = jnp.pad(x, ((0, 0), (top, hp - h - top), (left, wp - w - left), (0, 0)))
-  # Strided taps read a polyphase view (space-to-depth): no strided slice.
-  x = x.reshape(n, hp // s, s, wp // s, s, c)
-  return [x[:, i // s:i // s + oh, i % s, j // s:j // s + ow, j % s, :] for i in range(k) for j in range(k)]
+  x = x.reshape(n, hp // sh, sh, wp // sw, sw, c)
+  return [x[:, i // sh:i // sh + oh, i % sh, j // sw:j // sw + ow, j % sw, :] for i in range(kh) for j in range(kw)]
+
+
+def _depthwise_taps(x: jnp.ndarray, k: int, s: int, padding: str) -> list[jnp.ndarray]:
+  """The k*k taps of a kxk depthwise conv with ``conv_padding`` ``padding``."""
+  pads = [conv_padding(padding, n, k, s) for n in x.shape[1:3]]
+  return _shifted_taps(x, (k, k), (s, s), pads)
 
 
 def _depthwise_sum(x, kernel, stride, padding):
@@ -134,13 +143,9 @@ depthwise_shifted.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 def _im2col_conv(x, kernel, strides, pads, precision=None, preferred_element_type=None):
-  """NHWC x HWIO convolution as one matmul over the k*k shifted (strided) taps."""
-  (kh, kw, cin, cout), (sh, sw) = kernel.shape, strides
-  x = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-  n, h, w, _ = x.shape
-  oh, ow = (h - kh) // sh + 1, (w - kw) // sw + 1
-  taps = [lax.slice(x, (0, i, j, 0), (n, i + sh * (oh - 1) + 1, j + sw * (ow - 1) + 1, cin), (1, sh, sw, 1))
-          for i in range(kh) for j in range(kw)]
+  """NHWC x HWIO convolution as one matmul over the kh*kw shifted (strided) taps."""
+  kh, kw, cin, cout = kernel.shape
+  taps = _shifted_taps(x, (kh, kw), strides, pads)
   patches = jnp.concatenate(taps, axis=-1) if len(taps) > 1 else taps[0]
   return _matmul(patches, kernel.reshape(kh * kw * cin, cout), precision, preferred_element_type)
 
@@ -187,8 +192,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
      pass becomes two dots instead of convolutions with transposed copies.
 
   Everything else, and every other default backend, uses the native
-  convolution; values and gradients match it to float
-  rounding. Used by :class:`Conv`.
+  convolution; values and gradients match it to float rounding. Used by
+  :class:`Conv`.
   """
   native = functools.partial(
       lax.conv_general_dilated, window_strides=window_strides, padding=padding,
