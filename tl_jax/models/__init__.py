@@ -7,7 +7,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from tl_jax.models import efficientnet, resnet, vgg
+from tl_jax.models import convnext, efficientnet, regnet, resnet, vgg
 from tl_jax.models.classifier import Classifier
 
 # Input normalisation on the [0, 255] scale, per RGB channel.
@@ -52,6 +52,17 @@ def _vgg(depth: int, batch_norm: bool, top: str, keras: bool = False) -> ModelIn
                    "torchvision")
 
 
+def _regnet(name: str) -> ModelInfo:
+  return ModelInfo(functools.partial(regnet.RegNet, variant=name), 224, 0.0, TORCHVISION_MEAN,
+                   TORCHVISION_STD, False, "torchvision")
+
+
+def _convnext(name: str) -> ModelInfo:
+  # torchvision has no XL; Keras' ConvNeXts normalise with these same constants inside the model.
+  return ModelInfo(functools.partial(convnext.ConvNeXt, variant=name), 224, 0.0, TORCHVISION_MEAN,
+                   TORCHVISION_STD, False, "timm" if name == "convnext_xlarge" else "torchvision")
+
+
 REGISTRY: dict[str, ModelInfo] = {
     **{name: _lite(name, res, dropout)
        for name, (_, _, res, dropout) in efficientnet.LITE_SCALING.items()},
@@ -69,6 +80,8 @@ REGISTRY: dict[str, ModelInfo] = {
     "keras_mobilenet_v2": ModelInfo(
         functools.partial(efficientnet.mobilenet_v2, padding="SAME", bn_epsilon=1e-3), 224, 0.2,
         HALF, HALF, False, "keras"),
+    **{name: _regnet(name) for name in regnet.VARIANTS},
+    **{name: _convnext(name) for name in convnext.VARIANTS},
 }
 
 
