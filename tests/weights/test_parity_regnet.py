@@ -163,3 +163,25 @@ CASES = [("regnet_y_400mf", "torchvision"), ("regnet_x_400mf", "timm")] + [
 @pytest.mark.parametrize("name, source", CASES)
 def test_regnet_parity(name, source, tmp_path):
   torch_check(name, source, ref.randomize(RegNet(name, source), 0), tmp_path)
+
+
+def test_dont_load_keeps_the_new_head(tmp_path):
+  """A 1000-class file into a 10-class model: ``dont_load`` drops the file's head, the rest loads."""
+  import jax
+
+  from tl_jax import models, partition, weights
+
+  module = ref.randomize(RegNet("regnet_y_400mf", "torchvision"), 0)
+  torch.save(module.state_dict(), tmp_path / "w.pth")
+  loaded = weights.load_pretrained("regnet_y_400mf", path=str(tmp_path / "w.pth"))
+  model = models.create("regnet_y_400mf", 10)
+  init = jax.eval_shape(lambda: model.init(jax.random.key(0), np.zeros((1, 32, 32, 3), np.float32)))
+  with pytest.raises(ValueError, match=r"params/head/kernel: expected \(440, 10\), got \(440, 1000\)"):
+    weights.merge(init, loaded)
+  initial = {"params": {"head": {"kernel": np.zeros((440, 10), np.float32), "bias": np.ones(10, np.float32)}}}
+  tree = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), init)
+  tree["params"]["head"] = initial["params"]["head"]
+  merged = partition.flatten(weights.merge(tree, loaded, dont_load=("head/.*",)))
+  assert np.array_equal(merged["params/head/bias"], np.ones(10))  # kept, not loaded
+  conv = "params/backbone/stage4/block6/conv3/conv/kernel"
+  np.testing.assert_array_equal(merged[conv], loaded[conv])
