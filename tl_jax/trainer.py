@@ -4,6 +4,7 @@ A workdir holds everything a run leaves behind::
 
   config.json         the resolved config (a rerun must match it, then resumes)
   metrics.jsonl       one JSON record per evaluation
+  events.out.tfevents.*  TensorBoard: the same, plus train curves and confusion matrices
   checkpoints/<step>  Orbax checkpoints: the latest k and the best by val accuracy
   feature_cache/      backbone features per split, when only the head trains
   curves.png          training curves
@@ -25,7 +26,7 @@ import numpy as np
 import tqdm
 
 from tl_jax import (checkpoint, data as data_lib, feature_cache, metrics, models, optim, partition, plots,
-                    sharding, steps, strategies, weights)
+                    sharding, steps, strategies, tensorboard_log, weights)
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +246,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   batches = data_lib.train_batches(train, tcfg.batch_size, config.seed, start,
                                    loading=data_lib.pipeline.Loading(**config.data.get("loading", {})))
   metrics_path = os.path.join(workdir, "metrics.jsonl")
+  writer = tensorboard_log.MetricsWriter(workdir, enabled=main_process, start_step=start, batch_size=tcfg.batch_size)
   window: list[dict[str, jax.Array]] = []
   t_epoch = t0
   with tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
@@ -267,6 +269,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if in_epoch or not (epoch % tcfg.eval_every_epochs == 0 or last):
         if (step + 1) % tcfg.log_every_steps == 0:  # reading values syncs: not every step
           bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
+          writer.train(step + 1, window, groups, float(lr(step)))
         continue
       host, window = jax.device_get(window), []
       result = evaluate(state, dataset.splits[val_name])
@@ -278,9 +281,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           "elapsed_s": round(time.time() - t0, 1), "epoch_s": round(time.time() - t_epoch, 3),
       }
       t_epoch = time.time()
-      if main_process:
-        with open(metrics_path, "a") as f:
-          f.write(json.dumps(record) + "\n")
+      writer.evaluation(record, result, dataset.class_names)  # metrics.jsonl and TensorBoard
       ckpts.save(step + 1, state, {"val_accuracy": record["val_accuracy"]})
       bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['val_accuracy']:.4f}")
       tqdm.tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} "
@@ -309,10 +310,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     out = os.path.join(workdir, "eval", f"test_step{step}")
     if main_process:
       write_report(out, result, dataset.class_names, f"test, step {step}")
+    writer.report(f"test_{name}", step, result, dataset.class_names)
     summary |= {f"{name}_val_accuracy": ckpts.metrics(step)["val_accuracy"],
                 f"{name}_test_accuracy": result["report"]["accuracy"],
                 f"{name}_test_macro_f1": result["report"]["macro_f1"], f"{name}_report_dir": out}
   summary["train_time_s"] = round(time.time() - t0, 1)
+  writer.close()
   if main_process:
     with open(os.path.join(workdir, "summary.json"), "w") as f:
       json.dump(summary, f, indent=1)
