@@ -19,17 +19,15 @@ STEPS = 3
 def run_with_devices(mesh_devices: int) -> dict:
   """Trains STEPS steps on a mesh of ``mesh_devices`` devices (runs in the subprocess)."""
   import functools
-  import importlib.util
   import itertools
 
   import jax
 
   from tl_jax import data as data_lib, partition, sharding, steps, trainer
 
-  spec = importlib.util.spec_from_file_location("quickstart", ROOT / "configs" / "quickstart.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  cfg = module.get_config()
+  from configs import quickstart  # PYTHONPATH is ROOT
+
+  cfg = quickstart.get_config()
   cfg.unlock()
   cfg.data.image_size = 32
   cfg.train.batch_size = 16
