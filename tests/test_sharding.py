@@ -37,17 +37,15 @@ def run_with_devices(mesh_devices: int, permute: bool = False, local_bn: bool = 
   (BatchNorm statistics and gradient of one shard instead of the global batch).
   """
   import functools
-  import importlib.util
   import itertools
 
   import jax
 
   from tl_jax import data as data_lib, partition, sharding, steps, trainer
 
-  spec = importlib.util.spec_from_file_location("quickstart", ROOT / "configs" / "quickstart.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  cfg = module.get_config()
+  from configs import quickstart  # PYTHONPATH is ROOT
+
+  cfg = quickstart.get_config()
   cfg.unlock()
   cfg.data.image_size = 32
   cfg.train.batch_size = 16

@@ -23,7 +23,7 @@ import numpy as np
 import tqdm
 
 from tl_jax import (checkpoint, data as data_lib, feature_cache, models, optim, partition, plots, sharding,
-                    steps, strategies, weights, workdir as workdir_lib)
+                    steps, strategies, tensorboard_log, weights, workdir as workdir_lib)
 # Public API of the trainer, defined next to what they belong to.
 from tl_jax.evaluation import evaluate_split, write_report  # noqa: F401
 from tl_jax.workdir import load_config  # noqa: F401
@@ -151,6 +151,7 @@ class _Run:
   train_fns: dict[int, Callable]  # one jitted step per phase: each compiles once
   t_start: float  # the call
   t0: float  # training (feature extraction included)
+  writer: tensorboard_log.MetricsWriter | None = None  # TensorBoard events; opened by ``_train``
 
   @property
   def main_process(self) -> bool:
@@ -238,6 +239,8 @@ def _train(run: _Run, state):
   batches = data_lib.train_batches(run.dataset.splits["train"], tcfg.batch_size, config.seed, start,
                                    loading=data_lib.pipeline.Loading(**config.data.get("loading", {})))
   rng = sharding.replicate(jax.random.key(config.seed), run.mesh)
+  run.writer = tensorboard_log.MetricsWriter(run.workdir, enabled=run.main_process, start_step=start,
+                                             batch_size=tcfg.batch_size)
   window: list[dict[str, jax.Array]] = []  # step metrics since the last evaluation, on device
   t_epoch = run.t0
   with tqdm.tqdm(total=run.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
@@ -253,6 +256,7 @@ def _train(run: _Run, state):
       if in_epoch or not (epoch % tcfg.eval_every_epochs == 0 or step + 1 == run.total_steps):
         if (step + 1) % tcfg.log_every_steps == 0:  # reading values syncs: not every step
           bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
+          run.writer.train(step + 1, window, run.groups, float(optim.schedule(config.optim, run.total_steps)(step)))
         continue
       record = _evaluate_and_save(run, state, step + 1, epoch, window, t_epoch)
       window, t_epoch = [], time.time()
@@ -289,6 +293,7 @@ def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch:
   }
   if run.main_process:
     workdir_lib.append_metrics(run.workdir, record)
+  run.writer.evaluation(record, result, run.dataset.class_names)
   run.ckpts.save(step, state, {"val_accuracy": record["val_accuracy"]})
   return record
 
@@ -305,10 +310,12 @@ def _final_evaluation(run: _Run, state) -> dict[str, Any]:
     out = os.path.join(run.workdir, "eval", f"test_step{step}")
     if run.main_process:
       write_report(out, result, run.dataset.class_names, f"test, step {step}")
+    run.writer.report(f"test_{name}", step, result, run.dataset.class_names)
     summary |= {f"{name}_val_accuracy": run.ckpts.metrics(step)["val_accuracy"],
                 f"{name}_test_accuracy": result["report"]["accuracy"],
                 f"{name}_test_macro_f1": result["report"]["macro_f1"], f"{name}_report_dir": out}
   summary["train_time_s"] = round(time.time() - run.t0, 1)
+  run.writer.close()
   if run.main_process:
     workdir_lib.write_summary(run.workdir, summary)
   return summary

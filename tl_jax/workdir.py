@@ -3,6 +3,7 @@
 A workdir holds everything a run leaves behind::
 
   config.json         the resolved config (a rerun must match it, then resumes)
+  events.out.tfevents.*  TensorBoard: the records, train curves, lr per group, confusion matrices
   metrics.jsonl       one JSON record per evaluation
   checkpoints/<step>  Orbax checkpoints: the latest k and the best by val accuracy
   feature_cache/      backbone features per split, when only the head trains
