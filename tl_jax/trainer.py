@@ -6,6 +6,7 @@ A workdir holds everything a run leaves behind::
   metrics.jsonl       one JSON record per evaluation
   checkpoints/<step>  Orbax checkpoints: the latest k and the best by val accuracy
   feature_cache/      backbone features per split, when only the head trains
+  param_groups.txt    every parameter's group, lr multiplier, BatchNorm mode (+ .json)
   curves.png          training curves
   eval/<split>_step<N>/{report.json,confusion_matrix.png}
 """
@@ -26,6 +27,7 @@ import tqdm
 
 from tl_jax import (checkpoint, data as data_lib, feature_cache, metrics, models, optim, partition, plots,
                     sharding, steps, strategies, weights)
+from tl_jax import inspect_groups
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +208,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   phase_of = lambda step: strategies.phase_at(config, max(step - 1, 0))  # of the step that saved it
   phase = phase_of(ckpts.latest_step() or 0)
   state, groups = create_state(config, dataset.num_classes, total_steps, phase=phase)
+  if main_process:  # every phase's parameter-group table, as scripts/inspect_groups.py prints it
+    inspect_groups.write(workdir, config, state.params, state.batch_stats)
   cached = feature_cache.applies(config, groups, state.batch_stats)
   t0 = time.time()
   if cached:  # part of the first epoch's cost, whose time includes it
