@@ -131,3 +131,10 @@ def evaluate(workdir: str, spec: str, which: str | int = "best") -> dict[str, An
   out = os.path.join(workdir, "eval", f"{data.name}_step{run.step}")
   path = trainer.write_report(out, result, run.class_names, f"{data.name}, step {run.step}")
   return {"step": run.step, "split": data.name, "report_path": path, **result["report"]}
+
+
+def confident_errors(probs: np.ndarray, labels: np.ndarray, n: int = 12) -> np.ndarray:
+  """Indices of the ``n`` misclassified examples with the most confident (wrong) prediction."""
+  pred = probs.argmax(-1)
+  wrong = np.flatnonzero(pred != labels)
+  return wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:n]

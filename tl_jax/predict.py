@@ -110,21 +110,29 @@ def load_image(path: str, size: int) -> np.ndarray:
     raise ValueError(f"{path} cannot be decoded as an image ({type(e).__name__}: {e}).") from e
 
 
+def probabilities(predictor: Predictor, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+  """``(N, classes)`` probabilities of uint8 images already at ``predictor.image_size``."""
+  out = []
+  for start in range(0, len(images), batch_size):
+    chunk = np.asarray(images[start:start + batch_size])
+    pad = batch_size - len(chunk)  # one shape: compiles once
+    out.append(predictor.probabilities(np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.uint8)]))[:len(chunk)])
+  return np.concatenate(out) if out else np.zeros((0, len(predictor.class_names)), np.float32)
+
+
+def rank(predictor: Predictor, probs: np.ndarray, k: int = 5) -> list[list[dict[str, Any]]]:
+  """Per row of ``probs``: the ``k`` most probable classes, ``[{'class', 'index', 'probability'}]``."""
+  k = max(1, min(k, len(predictor.class_names)))
+  return [[{"class": predictor.class_names[i], "index": int(i), "probability": float(p[i])}
+           for i in np.argsort(-p, kind="stable")[:k]] for p in probs]
+
+
 def predict(predictor: Predictor, paths: Sequence[str], top_k: int = 5,
             batch_size: int = 16) -> list[dict[str, Any]]:
-  """The ``top_k`` classes of every image: ``[{'path', 'top_k': [{'class', 'index', 'probability'}]}]``."""
-  k = max(1, min(top_k, len(predictor.class_names)))
-  out = []
-  for start in range(0, len(paths), batch_size):
-    chunk = paths[start:start + batch_size]
-    images = np.stack([load_image(p, predictor.image_size) for p in chunk])
-    pad = batch_size - len(chunk)  # one shape: compiles once
-    probs = predictor.probabilities(np.concatenate([images, np.zeros((pad,) + images.shape[1:], np.uint8)]))
-    for path, p in zip(chunk, probs[:len(chunk)]):
-      top = np.argsort(-p, kind="stable")[:k]
-      out.append({"path": path, "top_k": [{"class": predictor.class_names[i], "index": int(i),
-                                           "probability": float(p[i])} for i in top]})
-  return out
+  """The ``top_k`` classes of every image file: ``[{'path', 'top_k': [{'class', 'index', 'probability'}]}]``."""
+  images = np.stack([load_image(p, predictor.image_size) for p in paths])
+  ranked = rank(predictor, probabilities(predictor, images, batch_size), top_k)
+  return [{"path": path, "top_k": r} for path, r in zip(paths, ranked)]
 
 
 def write(results: list[dict[str, Any]], path: str) -> None:
@@ -137,7 +145,7 @@ def write(results: list[dict[str, Any]], path: str) -> None:
       writer = csv.writer(f)
       writer.writerow(["path", "rank", "class", "index", "probability"])
       for r in results:
-        for rank, t in enumerate(r["top_k"], 1):
-          writer.writerow([r["path"], rank, t["class"], t["index"], f"{t['probability']:.6f}"])
+        for pos, t in enumerate(r["top_k"], 1):
+          writer.writerow([r["path"], pos, t["class"], t["index"], f"{t['probability']:.6f}"])
   else:
     raise ValueError(f"--output {path!r}: use a .csv or .json file name.")
