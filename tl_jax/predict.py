@@ -54,14 +54,19 @@ def _softmax_fn(apply_fn, variables) -> Callable[[np.ndarray], np.ndarray]:
   return lambda images: np.asarray(fn(variables, images))
 
 
+def from_run(run) -> Predictor:
+  """A restored checkpoint (``evaluation.restore``) as a predictor of its run's classes."""
+  variables = {"params": run.state.params, "batch_stats": run.state.batch_stats}
+  return Predictor(_softmax_fn(run.state.apply_fn, variables), run.config.data.image_size, run.class_names,
+                   f"step {run.step}")
+
+
 def from_workdir(workdir: str, which: str | int = "best") -> Predictor:
   """The run's checkpoint ``which`` (``best``, ``latest`` or a step)."""
   from tl_jax import evaluation  # imports the trainer: only this constructor needs it
 
-  run = evaluation.restore(workdir, which)
-  variables = {"params": run.state.params, "batch_stats": run.state.batch_stats}
-  return Predictor(_softmax_fn(run.state.apply_fn, variables), run.config.data.image_size, run.class_names,
-                   f"{workdir} step {run.step}")
+  predictor = from_run(evaluation.restore(workdir, which))
+  return dataclasses.replace(predictor, source=f"{workdir} {predictor.source}")
 
 
 def from_pretrained(name: str, *, path: str | None = None, source: str | None = None) -> Predictor:
