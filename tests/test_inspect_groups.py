@@ -72,7 +72,7 @@ def test_table_matches_param_groups_and_optimizer(quickstart_config):
   assert "backbone/stem/bn/scale" in text and f"{partition.count(params):,}" in text
 
 
-def test_phases_and_bad_phase(quickstart_config):
+def test_phases_and_bad_phase(quickstart_config, tmp_path):
   cfg = quickstart_config
   cfg.unlock()
   cfg.data.image_size = 32
@@ -85,6 +85,14 @@ def test_phases_and_bad_phase(quickstart_config):
   assert lr["backbone/stage4/block1/expand_conv/kernel"] == pytest.approx(0.1) and lr["head/bias"] == 1.0
   with pytest.raises(ValueError, match="has 2 phase"):
     inspect_groups.inspect(cfg, 2)
+  # What a run writes at its start: every phase's table.
+  variables = inspect_groups.abstract_variables(cfg, 10)
+  path = inspect_groups.write(str(tmp_path), cfg, variables["params"], variables["batch_stats"])
+  text = open(path).read()
+  assert "phase 0 (from step 0)" in text and "phase 1 (from step 100)" in text
+  saved = json.load(open(tmp_path / "param_groups.json"))
+  assert [p["start_step"] for p in saved] == [0, 100]
+  assert [r["group"] for r in saved[1]["rows"]] == [r.group for r in second]
 
 
 def test_script_json_and_the_runs_own_table(digits_run, tmp_path):
