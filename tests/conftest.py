@@ -49,3 +49,23 @@ def run_steps():
     return before, jax.device_get(state)
 
   return run
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+  """A finished tiny run (linear probe of Lite0 on digits, 32 px): ``(workdir, config)``.
+
+  Shared by the evaluation, prediction and inspector tests: the head trains on
+  cached features, so the whole run costs one backbone forward compile.
+  """
+  from tl_jax import trainer
+
+  cfg = _load_config("quickstart")
+  cfg.unlock()
+  cfg.data.update(image_size=32, train_per_class=30, cache_dir=str(tmp_path_factory.mktemp("cache")))
+  cfg.param_groups = dict(preset=dict(name="linear_probe"))
+  cfg.optim.lr = 1e-2
+  cfg.train.update(num_epochs=5, batch_size=32)
+  workdir = str(tmp_path_factory.mktemp("digits_run") / "run")
+  summary = trainer.train_and_evaluate(cfg, workdir)
+  return workdir, cfg, summary

@@ -177,3 +177,42 @@ def plot_accuracy_vs_data(rows: Sequence[Mapping[str, Any]], path, *, title: str
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_accuracy_vs_trained_params(rows: Sequence[Mapping[str, Any]], path, *, title: str = "") -> str:
+    """Test accuracy against the number of trained parameters, one point per strategy.
+
+    ``rows`` hold ``strategy``, ``trained_params`` and ``test_accuracy``.
+    """
+    fig = _new_figure((6.5, 4.5))
+    ax = fig.add_subplot()
+    for r in rows:
+        ax.scatter([r["trained_params"]], [100 * r["test_accuracy"]], s=40)
+        ax.annotate(r["strategy"], (r["trained_params"], 100 * r["test_accuracy"]),
+                    textcoords="offset points", xytext=(5, 5))
+    ax.set_xscale("log")
+    ax.set_xlabel("trained parameters")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_image_grid(images, titles: Sequence[str], path, *, columns: int = 6, title: str = "") -> str:
+    """uint8 images ``(N, H, W, 3)`` in a grid, each with its caption (e.g. true/predicted names)."""
+    n = max(len(images), 1)
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig = _new_figure((1.8 * cols, 2.0 * rows))
+    for i, (image, caption) in enumerate(zip(images, titles)):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(np.asarray(image))
+        ax.set_title(caption, fontsize=8)
+        ax.axis("off")
+    if not len(images):
+        fig.add_subplot().text(0.5, 0.5, "none", ha="center", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)

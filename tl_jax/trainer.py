@@ -22,8 +22,8 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import (checkpoint, data as data_lib, feature_cache, models, optim, partition, plots, sharding,
-                    steps, strategies, tensorboard_log, weights, workdir as workdir_lib)
+from tl_jax import (checkpoint, data as data_lib, feature_cache, inspect_groups, models, optim, partition, plots,
+                    sharding, steps, strategies, tensorboard_log, weights, workdir as workdir_lib)
 # Public API of the trainer, defined next to what they belong to.
 from tl_jax.evaluation import evaluate_split, write_report  # noqa: F401
 from tl_jax.workdir import load_config  # noqa: F401
@@ -190,6 +190,8 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints)
   phase = _phase_of(config, ckpts.latest_step() or 0)
   state, groups = create_state(config, dataset.num_classes, total_steps, phase=phase)
+  if jax.process_index() == 0:  # every phase's parameter-group table, as scripts/inspect_groups.py prints it
+    inspect_groups.write(workdir, config, state.params, state.batch_stats)
   cached = feature_cache.applies(config, groups, state.batch_stats)
   t0 = time.time()
   if cached:  # part of the first epoch's cost, whose time includes it

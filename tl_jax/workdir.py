@@ -7,6 +7,7 @@ A workdir holds everything a run leaves behind::
   metrics.jsonl       one JSON record per evaluation
   checkpoints/<step>  Orbax checkpoints: the latest k and the best by val accuracy
   feature_cache/      backbone features per split, when only the head trains
+  param_groups.txt    every parameter's group, lr multiplier, BatchNorm mode (+ .json)
   curves.png          training curves
   summary.json        test accuracies of the final and the best checkpoint
   eval/<split>_step<N>/{report.json,confusion_matrix.png}
