@@ -1,4 +1,4 @@
-import importlib.util
+import importlib
 import pathlib
 
 import numpy as np
@@ -8,10 +8,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load_config(name: str):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return importlib.import_module(f"configs.{name}").get_config()  # the package at ROOT (pytest's cwd)
 
 
 def _random_batch(n: int = 8, size: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
@@ -52,3 +49,23 @@ def run_steps():
     return before, jax.device_get(state)
 
   return run
+
+
+@pytest.fixture(scope="session")
+def digits_run(tmp_path_factory):
+  """A finished tiny run (linear probe of Lite0 on digits, 32 px): ``(workdir, config)``.
+
+  Shared by the evaluation, prediction and inspector tests: the head trains on
+  cached features, so the whole run costs one backbone forward compile.
+  """
+  from tl_jax import trainer
+
+  cfg = _load_config("quickstart")
+  cfg.unlock()
+  cfg.data.update(image_size=32, train_per_class=30, cache_dir=str(tmp_path_factory.mktemp("cache")))
+  cfg.param_groups = dict(preset=dict(name="linear_probe"))
+  cfg.optim.lr = 1e-2
+  cfg.train.update(num_epochs=5, batch_size=32)
+  workdir = str(tmp_path_factory.mktemp("digits_run") / "run")
+  summary = trainer.train_and_evaluate(cfg, workdir)
+  return workdir, cfg, summary

@@ -26,10 +26,11 @@ def _new_figure(figsize) -> Figure:
 
 
 def _save(fig: Figure, path) -> str:
-    path = os.fspath(path)
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
+    if not hasattr(path, "write"):  # else a binary file object (TensorBoard images)
+        path = os.fspath(path)
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
     try:
         fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
     finally:
@@ -51,7 +52,7 @@ def plot_confusion_matrix(
     Args:
         confusion: ``[C, C]`` count matrix, rows true and columns predicted.
         class_names: ``C`` tick labels.
-        path: Output file; parent directories are created.
+        path: Output file, parent directories created; or a binary file object.
         normalize: Colour by row-normalised fraction (recall per cell) and
             show it under each count; otherwise colour by raw counts.
         title: Optional figure title.
@@ -175,4 +176,43 @@ def plot_accuracy_vs_data(rows: Sequence[Mapping[str, Any]], path, *, title: str
     ax.legend()
     if title:
         ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_accuracy_vs_trained_params(rows: Sequence[Mapping[str, Any]], path, *, title: str = "") -> str:
+    """Test accuracy against the number of trained parameters, one point per strategy.
+
+    ``rows`` hold ``strategy``, ``trained_params`` and ``test_accuracy``.
+    """
+    fig = _new_figure((6.5, 4.5))
+    ax = fig.add_subplot()
+    for r in rows:
+        ax.scatter([r["trained_params"]], [100 * r["test_accuracy"]], s=40)
+        ax.annotate(r["strategy"], (r["trained_params"], 100 * r["test_accuracy"]),
+                    textcoords="offset points", xytext=(5, 5))
+    ax.set_xscale("log")
+    ax.set_xlabel("trained parameters")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
+
+
+def plot_image_grid(images, titles: Sequence[str], path, *, columns: int = 6, title: str = "") -> str:
+    """uint8 images ``(N, H, W, 3)`` in a grid, each with its caption (e.g. true/predicted names)."""
+    n = max(len(images), 1)
+    cols = min(columns, n)
+    rows = math.ceil(n / cols)
+    fig = _new_figure((1.8 * cols, 2.0 * rows))
+    for i, (image, caption) in enumerate(zip(images, titles)):
+        ax = fig.add_subplot(rows, cols, i + 1)
+        ax.imshow(np.asarray(image))
+        ax.set_title(caption, fontsize=8)
+        ax.axis("off")
+    if not len(images):
+        fig.add_subplot().text(0.5, 0.5, "none", ha="center", va="center")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
     return _save(fig, path)

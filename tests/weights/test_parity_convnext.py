@@ -217,3 +217,15 @@ def test_convnext_keras_notop_file(tmp_path):
   """A headless Keras model (``include_top=False, pooling='avg'``): its auto-named LayerNorm is the top."""
   keras_check("convnext_tiny", tmp_path, include_top=False)
 
+
+
+def test_keras_checksums_are_keras_own():
+  """The notop files' sha256 as the installed keras.applications.convnext publishes them."""
+  import importlib.util
+
+  from tl_jax import weights
+
+  apps = importlib.util.find_spec("keras").submodule_search_locations[0] + "/src/applications/convnext.py"
+  text = open(apps).read()
+  for name, checksum in weights.CONVNEXT_KERAS_HASHES.items():
+    assert weights.SOURCES[(name, "keras")].checksum == checksum and checksum.split(":")[1] in text, name

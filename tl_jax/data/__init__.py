@@ -81,6 +81,19 @@ SOURCES = {
 }
 
 
+def class_names(cfg: Mapping[str, Any]) -> list[str]:
+  """The class names ``load(cfg)`` would give, reading as little as the source allows."""
+  if cfg["name"] == "folder" and cfg.get("path"):
+    return image_folder.scan(cfg["path"]).class_names
+  if cfg["name"] == "tfds":
+    t = cfg["tfds"]
+    source = tfds_source.open_split(t["name"], t["train"], t.get("data_dir", ""))
+    return list(source.dataset_info.features[t.get("label_key", "label")].names)
+  if cfg["name"] not in SOURCES:
+    raise ValueError(f"Unknown dataset {cfg['name']!r} (config: data.name); known: {sorted(SOURCES)}.")
+  return SOURCES[cfg["name"]](cfg)[1]
+
+
 def resize(images: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
   """Bilinear resize to ``size x size`` (antialiased when shrinking), uint8 in and out."""
   if images.shape[1:3] == (size, size):

