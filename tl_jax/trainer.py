@@ -243,8 +243,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   start = int(state.step)
   # The loader's position is the restored step: resumed runs see the same batches.
   # Each process reads only its rows of every global batch (the pipeline's host shard).
-  batches = data_lib.train_batches(train, tcfg.batch_size, config.seed, start,
-                                   loading=data_lib.pipeline.Loading(**config.data.get("loading", {})))
+  batches = data_lib.pipeline.DevicePrefetch(data_lib.train_batches(
+      train, tcfg.batch_size, config.seed, start, loading=data_lib.pipeline.Loading(**config.data.get("loading", {}))),
+      mesh)  # placed on the devices 2 steps ahead
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   window: list[dict[str, jax.Array]] = []
   t_epoch = t0
@@ -257,7 +258,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         train_fns[phase] = new_train_fn()
         tqdm.tqdm.write(f"step {step}: phase {phase + 1}")
         _log_groups(state, groups)
-      state, m = train_fns[phase](state, sharding.put_batch(next(batches), mesh), rng)
+      state, m = train_fns[phase](state, next(batches), rng)
       if step == start:
         jax.block_until_ready(m)
         log.info("First step done %.1f s after start (compiling included).", time.time() - t_start)
@@ -270,13 +271,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
         continue
       host, window = jax.device_get(window), []
+      loop = batches.take_stats()  # input_wait_ms, train_images_per_s: before the evaluation's time
       result = evaluate(state, dataset.splits[val_name])
       record = {
           "step": step + 1, "epoch": epoch, "lr": float(lr(step)),
           "train_loss": float(np.mean([w["loss"] for w in host])),
           "train_accuracy": float(np.mean([w["accuracy"] for w in host])),
           "val_loss": result["report"]["loss"], "val_accuracy": result["report"]["accuracy"],
-          "elapsed_s": round(time.time() - t0, 1), "epoch_s": round(time.time() - t_epoch, 3),
+          "elapsed_s": round(time.time() - t0, 1), "epoch_s": round(time.time() - t_epoch, 3), **loop,
       }
       t_epoch = time.time()
       if main_process:
@@ -286,7 +288,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['val_accuracy']:.4f}")
       tqdm.tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} "
                       f"acc {record['train_accuracy']:.4f} | {val_name} loss {record['val_loss']:.4f} "
-                      f"acc {record['val_accuracy']:.4f}")
+                      f"acc {record['val_accuracy']:.4f} | {loop['train_images_per_s']:.1f} img/s, "
+                      f"input wait {loop['input_wait_ms']:.1f} ms/step")
 
   if main_process:
     with open(metrics_path) as f:

@@ -6,7 +6,10 @@
 ``folder`` (``root/<class>/<image>``); the last two decode once into an
 on-disk cache and are memory-mapped. Images are resized once, on load, to
 ``config.data.image_size``; models normalise pixels themselves, and
-augmentation runs on the device (``data.augment``).
+augmentation runs on the device (``data.augment``). A folder or TFDS split
+whose cache would pass ``data.cache_limit_gb`` (or with ``data.cache=False``)
+streams instead: decoded per batch, with a random-resized crop of the
+original image in training (``data.streaming``).
 """
 
 from collections.abc import Iterator, Mapping
@@ -16,12 +19,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from tl_jax.data import augment, image_folder, in_package, pipeline, tfds_source
+from tl_jax.data import augment, image_folder, in_package, pipeline, streaming, tfds_source
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  images: np.ndarray  # (N, H, W, 3) uint8; memory-mapped for cached (folder, tfds) sources
+  images: np.ndarray  # (N, H, W, 3) uint8; memory-mapped for cached (folder, tfds) sources, or streaming.Streamed
   labels: np.ndarray  # (N,) int32
 
   def __len__(self) -> int:
@@ -49,7 +52,7 @@ def _tfds(cfg) -> tuple[Pools, list[str]]:
       *pools[split], names = tfds_source.load(
           t["name"], t[split], cfg["image_size"], data_dir=t.get("data_dir", ""),
           image_key=t.get("image_key", "image"), label_key=t.get("label_key", "label"),
-          cache_dir=cfg.get("cache_dir", ""))
+          cache_dir=cfg.get("cache_dir", ""), stream_cfg=cfg)
   return pools, names
 
 
@@ -59,7 +62,7 @@ def _folder(cfg) -> tuple[Pools, list[str]]:
     if cfg.get(key):
       images, labels, names, _ = image_folder.load(
           cfg[key], cfg["image_size"], class_names=names, on_error=cfg.get("on_error", "fail"),
-          cache_dir=cfg.get("cache_dir", ""))
+          cache_dir=cfg.get("cache_dir", ""), stream_cfg=cfg)
       pools[split] = (images, labels)
   if not pools:
     raise ValueError("data.name='folder' needs data.path: the root of <class>/<image> folders.")
