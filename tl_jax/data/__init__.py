@@ -159,7 +159,8 @@ def train_batches(split: Split, batch_size: int, seed: int, start_step: int = 0,
 def eval_batches(split: Split, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], int]]:
   """Batches in order, the last one padded to full size; yields (batch, valid count)."""
   for start in range(0, len(split), batch_size):
-    images, labels = split.images[start:start + batch_size], split.labels[start:start + batch_size]
+    # np.asarray: a streamed split decodes here (its evaluation crop).
+    images, labels = np.asarray(split.images[start:start + batch_size]), split.labels[start:start + batch_size]
     n, pad = len(labels), batch_size - len(labels)
     if pad:  # a fixed shape compiles once
       images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
