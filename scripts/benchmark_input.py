@@ -17,8 +17,9 @@ train crop (random-resized, to 224) and eval crop (resize + center crop), and
 the grain loader with 1..``--workers`` processes; beside the 224 px full
 train step of ResNet-50 and EfficientNet-Lite0 on this machine. It names the
 workers a GPU step would need, for a GPU step of ``--gpu_tflops`` (default:
-an H100's 989 dense bf16 TFLOP/s) at ``--gpu_mfu`` (0.35) model FLOP
-utilisation, FLOPs from XLA's cost analysis (train = 3x forward):
+an H100's 989 dense bf16 TFLOP/s) at ``--gpu_mfu`` (0.10: ResNet-50 training
+at an MLPerf-like ~3,700 img/s per H100 is ~9%) model FLOP utilisation, FLOPs
+from XLA's cost analysis (train = 3x forward):
 
   python scripts/benchmark_input.py --stream [--jpegs 64] [--workers 2] [--batch_size 8]
 
@@ -92,7 +93,7 @@ def main():
   parser.add_argument("--jpegs", type=int, default=64)
   parser.add_argument("--workers", type=int, default=2)
   parser.add_argument("--gpu_tflops", type=float, default=989.0)
-  parser.add_argument("--gpu_mfu", type=float, default=0.35)
+  parser.add_argument("--gpu_mfu", type=float, default=0.10)
   args = parser.parse_args()
   if args.stream:
     return stream_benchmark(args)
@@ -183,13 +184,19 @@ def stream_benchmark(args):
     labels = np.array([label for _, label in listing.files], np.int32)
     one = dataclasses.replace(view, threads=1)  # one worker = one process, one thread
     idx = np.arange(len(one))
-    per_worker = {}
-    for what, fn in (("train_crop", lambda: one.train_batch(idx, 0, 0)), ("eval_crop", lambda: np.asarray(one))):
-      fn()  # warm the page cache
-      sec = min(timed(fn, 1) for _ in range(args.rounds))
-      per_worker[what] = len(one) / sec
-      report(what=f"decode {what}", images_per_s_per_worker=round(per_worker[what], 1), jpeg_kb=round(kb, 1),
-             jpeg_px="500x375")
+    per_worker, wall = {"train_crop": 0.0, "eval_crop": 0.0}, {"train_crop": 0.0, "eval_crop": 0.0}
+    np.asarray(one)  # warm the page cache
+    # Alternating rounds, best of each. CPU seconds of this process give what one dedicated core
+    # (one worker) decodes, whatever else shares the machine; wall-clock rates are reported beside.
+    for r in range(max(args.rounds, 4)):
+      for what, fn in (("train_crop", lambda: one.train_batch(idx, 0, r)), ("eval_crop", lambda: np.asarray(one))):
+        c, t = time.process_time(), time.perf_counter()
+        fn()
+        per_worker[what] = max(per_worker[what], len(one) / (time.process_time() - c))
+        wall[what] = max(wall[what], len(one) / (time.perf_counter() - t))
+    for what in per_worker:
+      report(what=f"decode {what}", images_per_s_per_worker=round(per_worker[what], 1),
+             wall_images_per_s=round(wall[what], 1), jpeg_kb=round(kb, 1), jpeg_px="500x375 (and 375x500)")
     split = data.Split(view, labels)
     for workers in range(1, args.workers + 1):
       batches = pipeline.train_batches(split, args.batch_size, 0, loading=pipeline.Loading(workers=workers))
