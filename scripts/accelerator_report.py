@@ -89,7 +89,7 @@ def main(outdir: str, finetune_dir: str = "", compile_json: str = "") -> dict:
                  "of_nominal_bf16_peak": {fw: t / peak for fw, t in tflops.items()} if peak else None,
                  "of_measured_matmul_peak": r["fraction_of_peak"]})
   tests = _read(os.path.join(outdir, "tests.log")) or ""
-  result = re.findall(r"=+ (.*(?:passed|failed|error).*) in [\d.]+s", tests)
+  result = re.findall(r"^=* ?(\d+ (?:passed|failed|error).*?) in [\d.]+s", tests, re.M)
   finetune = _read(os.path.join(finetune_dir, "summary.json")) if finetune_dir else None
   metrics = _read(os.path.join(finetune_dir, "metrics.jsonl")) if finetune_dir else None
   log = _read(os.path.join(outdir, "finetune.log")) or ""
