@@ -262,6 +262,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
       if step == start:
         jax.block_until_ready(m)
         log.info("First step done %.1f s after start (compiling included).", time.time() - t_start)
+        batches.take_stats()  # the epoch's input wait and images/s leave compiling out
       window.append(m)
       bar.update()
       epoch, in_epoch = divmod(step + 1, steps_per_epoch)
