@@ -43,6 +43,8 @@ OUTDIR=${1:?usage: scripts/accelerator_check.sh [--cpu|--prepare] OUTDIR}
 mkdir -p "$OUTDIR"; OUTDIR=$(cd "$OUTDIR" && pwd)
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
+# One persistent compilation cache for every step: the profile's train step is the benchmark's.
+export JAX_COMPILATION_CACHE_DIR=$WORK/jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
 if [ "$MODE" = gpu ] && ls $ACCEL/whl/*.whl >/dev/null 2>&1; then  # here everything is installed
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $ACCEL/whl/*.whl \
     && export PYTHONPATH=$PYTHONPATH:/tmp/site
@@ -51,14 +53,17 @@ T0=$(date +%s)
 step() { echo "== $(( $(date +%s) - T0 )) s: $*" | tee -a "$OUTDIR/env.txt"; }
 
 if [ "$MODE" = gpu ]; then
-  BENCH=(--models resnet50,efficientnet_lite0,vgg16 --sizes 224 --modes frozen,full --batch 128 --repeats 10)
-  FRAMEWORKS=tl_jax,torch_cl; COMPILE_MODELS=resnet50; TESTS_TIMEOUT=150
+  BENCH=(--models resnet50,efficientnet_lite0,vgg16 --sizes 224 --modes frozen,full --batch 128 --repeats 5)
+  FRAMEWORKS=tl_jax,torch_cl; COMPILE_MODELS=resnet50
+  # Per-step limits (s): the whole check stays under ~8.5 min even where a step hangs.
+  T_TESTS=90 T_BENCH=210 T_COMPILE=60 T_FT=120 T_PROFILE=45
   FT=(--config.data.image_size=224 --config.train.batch_size=128 --config.train.num_epochs=2
       --config.data.test_fraction=0.2)  # 3,661 train / 407 val / 1,017 test images
   PROFILE_STEPS=5
 else  # tiny settings: every step runs, in minutes on 2 CPU cores
   BENCH=(--models efficientnet_lite0 --sizes 32 --modes frozen --batch 4 --repeats 2)
-  FRAMEWORKS=tl_jax,torch_cl; COMPILE_MODELS=; TESTS_TIMEOUT=300
+  FRAMEWORKS=tl_jax,torch_cl; COMPILE_MODELS=
+  T_TESTS=300 T_BENCH=600 T_COMPILE=0 T_FT=900 T_PROFILE=300
   FT=(--config.data.image_size=32 --config.train.batch_size=16 --config.train.num_epochs=1
       --config.data.test_fraction=0.95 --config.train.eval_batch_size=256)  # 228 train images
   PROFILE_STEPS=2
@@ -75,23 +80,23 @@ if [ "$MODE" = gpu ]; then
 else
   TESTS=(tests/test_layer_impl.py::test_family_rule "tests/test_layer_impl.py::test_native_matches_cpu_routed[resnet18]")
 fi
-timeout $TESTS_TIMEOUT python3 -m pytest "${TESTS[@]}" -q -m "not slow" -p no:cacheprovider >"$OUTDIR/tests.log" 2>&1
+timeout $T_TESTS python3 -m pytest "${TESTS[@]}" -q -m "not slow" -p no:cacheprovider >"$OUTDIR/tests.log" 2>&1
 echo "tests exit $?" >>"$OUTDIR/env.txt"
 
 step "benchmark: bfloat16, tl_jax beside torch channels_last AMP"
-python3 scripts/benchmark.py "${BENCH[@]}" --dtype bfloat16 --frameworks $FRAMEWORKS --json "$OUTDIR/benchmark.json" \
+timeout $T_BENCH python3 scripts/benchmark.py "${BENCH[@]}" --dtype bfloat16 --frameworks $FRAMEWORKS --json "$OUTDIR/benchmark.json" \
   >"$OUTDIR/benchmark.log" 2>&1
 echo "benchmark exit $?" >>"$OUTDIR/env.txt"
-if [ -n "$COMPILE_MODELS" ] && [ $(( $(date +%s) - T0 )) -lt 240 ]; then  # torch.compile only where time allows
+if [ -n "$COMPILE_MODELS" ] && [ $(( $(date +%s) - T0 )) -lt 270 ]; then  # torch.compile only where time allows
   step "benchmark: torch.compile peer ($COMPILE_MODELS)"
-  timeout 120 python3 scripts/benchmark.py --models $COMPILE_MODELS --sizes 224 --modes full --batch 128 --repeats 10 \
+  timeout $T_COMPILE python3 scripts/benchmark.py --models $COMPILE_MODELS --sizes 224 --modes full --batch 128 --repeats 5 \
     --dtype bfloat16 --frameworks tl_jax,torch_compile --json "$WORK/benchmark_compile.json" >>"$OUTDIR/benchmark.log" 2>&1
 fi
 
 step "fine-tune: CIFAR-10 subset, bfloat16, ImageNet Lite0 weights"
 if [ -f "$NPZ" ]; then
   START=$(date +%s)
-  python3 scripts/train.py --config configs/quickstart.py --workdir "$WORK/finetune" --config.data.name=npz \
+  timeout $T_FT python3 scripts/train.py --config configs/quickstart.py --workdir "$WORK/finetune" --config.data.name=npz \
     --config.data.path="$NPZ" --config.model.dtype=bfloat16 \
     --config.train.compilation_cache_dir= "${FT[@]}" >"$OUTDIR/finetune.log" 2>&1
   echo "finetune exit $? wall $(( $(date +%s) - START )) s" | tee -a "$OUTDIR/env.txt" >>"$OUTDIR/finetune.log"
@@ -100,7 +105,7 @@ else
 fi
 
 step "profile: the slowest tl_jax train row"
-python3 scripts/accelerator_report.py profile "$OUTDIR" "$WORK/profile" $PROFILE_STEPS >>"$OUTDIR/env.txt" 2>&1 \
+timeout $T_PROFILE python3 scripts/accelerator_report.py profile "$OUTDIR" "$WORK/profile" $PROFILE_STEPS >>"$OUTDIR/env.txt" 2>&1 \
   && tar -czf "$OUTDIR/profile.tar.gz" -C "$WORK" profile
 
 step "summary"
