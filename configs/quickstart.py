@@ -28,6 +28,13 @@ def get_config() -> ml_collections.ConfigDict:
       test_path="",  # folder: a separate test folder ("" = hold out test_fraction)
       on_error="fail",  # folder: bad files raise with their names; "skip" leaves them out
       cache_dir="",  # decoded folder/tfds images; "" = $TL_JAX_CACHE or ~/.cache/tl_jax
+      # folder/tfds: decode once into that cache, unless it would pass cache_limit_gb (or cache=False):
+      # then stream, decoding per batch in grain workers (tl_jax.data.streaming).
+      cache=True,
+      cache_limit_gb=20.0,
+      # Streamed splits: train = random-resized crop of the original image; eval = resize, center crop.
+      stream=dict(train_crop="random_resized", crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
+                  crop_fraction=0.875),
       # tfds: splits in TFDS slicing syntax; "" = hold out of train by the fractions below.
       tfds=dict(name="", train="train", val="", test="test", data_dir="", image_key="image",
                 label_key="label"),

@@ -236,9 +236,12 @@ def main() -> None:
          if torch.cuda.is_available() else "cpu", "dtype": args.dtype,
          "torch_threads": torch.get_num_threads(), "jax": jax.__version__, "torch": torch.__version__,
          "loadavg_start": os.getloadavg(), "xla_flags": os.environ.get("XLA_FLAGS", "")}
-  import keras
+  try:  # optional: only the keras peer needs it (a GPU machine may lack it)
+    import keras
 
-  env["keras"] = keras.__version__
+    env["keras"] = keras.__version__
+  except ImportError:
+    env["keras"] = None
   print(f"{args.dtype} matmul peak: {peak['peak']:.0f} GFLOP/s ({', '.join(f'{k} {v:.0f}' for k, v in peak.items() if k != 'peak')});"
         f" load {env['loadavg_start'][0]:.1f}")
   rows = []

@@ -20,6 +20,7 @@ def test_train_resume_and_evaluate_best(quickstart_config, tmp_path):
   assert summary["final_test_accuracy"] > 0.7, summary
   records = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [r["epoch"] for r in records] == [1, 2]
+  assert all(r["input_wait_ms"] >= 0 and r["train_images_per_s"] > 0 for r in records)  # DevicePrefetch's timing
   for name in ("curves.png", "summary.json", "eval/test_step%d/confusion_matrix.png" % summary["best_step"],
                "eval/test_step%d/report.json" % summary["final_step"]):
     assert os.path.getsize(os.path.join(workdir, name)) > 0

@@ -238,8 +238,9 @@ def _train(run: _Run, state):
   start = int(state.step)
   # The loader's position is the restored step: resumed runs see the same batches.
   # Each process reads only its rows of every global batch (the pipeline's host shard).
-  batches = data_lib.train_batches(run.dataset.splits["train"], tcfg.batch_size, config.seed, start,
-                                   loading=data_lib.pipeline.Loading(**config.data.get("loading", {})))
+  batches = data_lib.pipeline.DevicePrefetch(data_lib.train_batches(
+      run.dataset.splits["train"], tcfg.batch_size, config.seed, start,
+      loading=data_lib.pipeline.Loading(**config.data.get("loading", {}))), run.mesh)  # on the devices 2 steps ahead
   rng = sharding.replicate(jax.random.key(config.seed), run.mesh)
   run.writer = tensorboard_log.MetricsWriter(run.workdir, enabled=run.main_process, start_step=start,
                                              batch_size=tcfg.batch_size)
@@ -248,10 +249,11 @@ def _train(run: _Run, state):
   with tqdm.tqdm(total=run.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
     for step in range(start, run.total_steps):
       state = _enter_phase(run, state, step)
-      state, m = run.train_fns[run.phase](state, sharding.put_batch(next(batches), run.mesh), rng)
+      state, m = run.train_fns[run.phase](state, next(batches), rng)
       if step == start:
         jax.block_until_ready(m)
         log.info("First step done %.1f s after start (compiling included).", time.time() - run.t_start)
+        batches.take_stats()  # the epoch's input wait and images/s leave compiling out
       window.append(m)
       bar.update()
       epoch, in_epoch = divmod(step + 1, run.steps_per_epoch)
@@ -260,12 +262,14 @@ def _train(run: _Run, state):
           bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
           run.writer.train(step + 1, window, run.groups, float(optim.schedule(config.optim, run.total_steps)(step)))
         continue
-      record = _evaluate_and_save(run, state, step + 1, epoch, window, t_epoch)
+      # input_wait_ms, train_images_per_s: taken before the evaluation's time
+      record = _evaluate_and_save(run, state, step + 1, epoch, window, t_epoch, batches.take_stats())
       window, t_epoch = [], time.time()
       bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['val_accuracy']:.4f}")
       tqdm.tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} "
                       f"acc {record['train_accuracy']:.4f} | {run.val_name} loss {record['val_loss']:.4f} "
-                      f"acc {record['val_accuracy']:.4f}")
+                      f"acc {record['val_accuracy']:.4f} | {record['train_images_per_s']:.1f} img/s, "
+                      f"input wait {record['input_wait_ms']:.1f} ms/step")
   return state
 
 
@@ -282,7 +286,8 @@ def _enter_phase(run: _Run, state, step: int):
   return sharding.replicate(state, run.mesh)
 
 
-def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch: float) -> dict[str, Any]:
+def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch: float,
+                       loop: dict[str, float]) -> dict[str, Any]:
   """Evaluates on the validation split, checkpoints ``step`` and appends its record to metrics.jsonl."""
   host = jax.device_get(window)
   result = run.evaluate(state, run.dataset.splits[run.val_name])
@@ -291,7 +296,7 @@ def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch:
       "train_loss": float(np.mean([w["loss"] for w in host])),
       "train_accuracy": float(np.mean([w["accuracy"] for w in host])),
       "val_loss": result["report"]["loss"], "val_accuracy": result["report"]["accuracy"],
-      "elapsed_s": round(time.time() - run.t0, 1), "epoch_s": round(time.time() - t_epoch, 3),
+      "elapsed_s": round(time.time() - run.t0, 1), "epoch_s": round(time.time() - t_epoch, 3), **loop,
   }
   if run.main_process:
     workdir_lib.append_metrics(run.workdir, record)

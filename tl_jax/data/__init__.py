@@ -6,7 +6,10 @@
 ``folder`` (``root/<class>/<image>``); the last two decode once into an
 on-disk cache and are memory-mapped. Images are resized once, on load, to
 ``config.data.image_size``; models normalise pixels themselves, and
-augmentation runs on the device (``data.augment``).
+augmentation runs on the device (``data.augment``). A folder or TFDS split
+whose cache would pass ``data.cache_limit_gb`` (or with ``data.cache=False``)
+streams instead: decoded per batch, with a random-resized crop of the
+original image in training (``data.streaming``).
 """
 
 from collections.abc import Iterator, Mapping
@@ -16,12 +19,12 @@ from typing import Any
 import jax
 import numpy as np
 
-from tl_jax.data import augment, image_folder, in_package, pipeline, tfds_source
+from tl_jax.data import augment, image_folder, in_package, pipeline, streaming, tfds_source
 
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-  images: np.ndarray  # (N, H, W, 3) uint8; memory-mapped for cached (folder, tfds) sources
+  images: np.ndarray  # (N, H, W, 3) uint8; memory-mapped for cached (folder, tfds) sources, or streaming.Streamed
   labels: np.ndarray  # (N,) int32
 
   def __len__(self) -> int:
@@ -49,7 +52,7 @@ def _tfds(cfg) -> tuple[Pools, list[str]]:
       *pools[split], names = tfds_source.load(
           t["name"], t[split], cfg["image_size"], data_dir=t.get("data_dir", ""),
           image_key=t.get("image_key", "image"), label_key=t.get("label_key", "label"),
-          cache_dir=cfg.get("cache_dir", ""))
+          cache_dir=cfg.get("cache_dir", ""), stream_cfg=cfg)
   return pools, names
 
 
@@ -59,7 +62,7 @@ def _folder(cfg) -> tuple[Pools, list[str]]:
     if cfg.get(key):
       images, labels, names, _ = image_folder.load(
           cfg[key], cfg["image_size"], class_names=names, on_error=cfg.get("on_error", "fail"),
-          cache_dir=cfg.get("cache_dir", ""))
+          cache_dir=cfg.get("cache_dir", ""), stream_cfg=cfg)
       pools[split] = (images, labels)
   if not pools:
     raise ValueError("data.name='folder' needs data.path: the root of <class>/<image> folders.")
@@ -169,7 +172,8 @@ def train_batches(split: Split, batch_size: int, seed: int, start_step: int = 0,
 def eval_batches(split: Split, batch_size: int) -> Iterator[tuple[dict[str, np.ndarray], int]]:
   """Batches in order, the last one padded to full size; yields (batch, valid count)."""
   for start in range(0, len(split), batch_size):
-    images, labels = split.images[start:start + batch_size], split.labels[start:start + batch_size]
+    # np.asarray: a streamed split decodes here (its evaluation crop).
+    images, labels = np.asarray(split.images[start:start + batch_size]), split.labels[start:start + batch_size]
     n, pad = len(labels), batch_size - len(labels)
     if pad:  # a fixed shape compiles once
       images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])

@@ -16,7 +16,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from tl_jax.data import cache
+from tl_jax.data import cache, streaming
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _check(problems: list[str], what: str, fix: str, on_error: str) -> None:
 
 
 def load(root: str, size: int, *, class_names: list[str] | None = None, on_error: str = "fail",
-         cache_dir: str = "", workers: int = 4) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
+         cache_dir: str = "", workers: int = 4, stream_cfg=None) -> tuple[np.ndarray, np.ndarray, list[str], dict]:
   """Decodes (or reads from the cache) every image under ``root`` at ``size x size``.
 
   Args:
@@ -107,10 +107,13 @@ def load(root: str, size: int, *, class_names: list[str] | None = None, on_error
       that do not decode, naming them; "skip" leaves them out with a warning.
     cache_dir: root of the decode cache; "" = ``cache.default_dir()``.
     workers: decoding threads (Pillow releases the GIL while decoding).
+    stream_cfg: ``config.data``; if ``streaming.applies`` to the folder, nothing
+      is decoded now: the images are a ``streaming.Streamed`` view of the files
+      (a file that fails to decode then raises when a batch reads it).
 
   Returns:
-    images (N, size, size, 3) uint8 (memory-mapped), labels (N,) int32, the class
-    names, and a report dict (``skipped``: the files left out and why).
+    images (N, size, size, 3) uint8 (memory-mapped, or a ``streaming.Streamed``), labels (N,) int32,
+    the class names, and a report dict (``skipped``: the files left out and why).
   """
   if on_error not in ON_ERROR:
     raise ValueError(f"data.on_error={on_error!r}; choose one of {ON_ERROR}.")
@@ -121,6 +124,11 @@ def load(root: str, size: int, *, class_names: list[str] | None = None, on_error
          "Remove or convert them,", on_error)
   if not listing.files:
     raise ValueError(f"{root!r} holds no image files with extensions {EXTENSIONS}.")
+  if stream_cfg is not None and streaming.applies(stream_cfg, len(listing.files)):
+    paths, labels = zip(*listing.files)
+    images = streaming.streamed(stream_cfg, streaming.FileReader(paths), len(paths))
+    return images, np.array(labels, np.int32), listing.class_names, {"skipped": listing.not_images,
+                                                                     "cache_entry": None}
   key = {"root": os.path.abspath(root), "size": size, "classes": listing.class_names,
          "files": [(p, label, os.path.getsize(p), os.path.getmtime(p)) for p, label in listing.files]}
   # A cached entry only ever holds files that decoded; the failures are in its meta.

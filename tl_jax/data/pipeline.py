@@ -8,8 +8,11 @@ and sees exactly the batches an uninterrupted run would. Grain reads batches
 ahead on threads (``ReadOptions``) or worker processes (``mp_prefetch``).
 """
 
+import collections
 from collections.abc import Iterator
 import dataclasses
+import os
+import time
 
 from absl import flags
 import grain
@@ -25,7 +28,7 @@ class Loading:
 
   threads: int = 2  # reader threads (numpy gathers release the GIL)
   prefetch: int = 4  # batches buffered ahead of the train step
-  workers: int = 0  # > 0: that many worker processes (grain mp_prefetch)
+  workers: int = 0  # > 0: that many worker processes (grain mp_prefetch); 0: threads, or cpus-1 if streamed
 
 
 def batch_indices(num_examples: int, batch_size: int, seed: int, step: int,
@@ -59,7 +62,9 @@ class _Gather:
 
   def __call__(self, step: int) -> dict[str, np.ndarray]:
     idx = batch_indices(len(self.labels), self.batch_size, self.seed, step, self.shard)
-    return {"image": np.asarray(self.images[idx]), "label": np.asarray(self.labels[idx])}
+    # A streamed split decodes here (in a worker process) with its training crop.
+    images = self.images.train_batch(idx, self.seed, step) if hasattr(self.images, "train_batch") else self.images[idx]
+    return {"image": np.asarray(images), "label": np.asarray(self.labels[idx])}
 
 
 def train_batches(split, batch_size: int, seed: int, start_step: int = 0, *, num_steps: int | None = None,
@@ -81,9 +86,70 @@ def train_batches(split, batch_size: int, seed: int, start_step: int = 0, *, num
   stop = start_step + num_steps if num_steps is not None else np.iinfo(np.int64).max
   ds = grain.MapDataset.range(start_step, stop).map(_Gather(split.images, split.labels, batch_size, seed, shard))
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=loading.threads, prefetch_buffer_size=loading.prefetch))
-  if loading.workers:
+  workers = loading.workers
+  if not workers and hasattr(split.images, "train_batch"):  # streamed: decoding needs processes
+    workers = max(1, min(8, (os.cpu_count() or 2) - 1))
+  if workers:
     # Grain's workers read absl flags; outside an absl app (tests, notebooks) they are unparsed.
     if not flags.FLAGS.is_parsed():
       flags.FLAGS.mark_as_parsed()
-    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=loading.workers))
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers))
   return iter(ds)
+
+
+class DevicePrefetch:
+  """Iterator that puts batches on the devices ``size`` steps ahead of their use.
+
+  Each ``next()`` hands out the oldest placed batch and starts the transfer of
+  a new one (``sharding.put_batch``: sharded over the mesh's ``data`` axis, as
+  the train step expects). Transfers are asynchronous, so the next batch's
+  copy overlaps the step that runs now. It changes no order: batch ``k`` is
+  still the source's ``k``-th, and a resumed run still starts its source at
+  the checkpoint's step (the ``size`` batches read ahead at the end of a run
+  are dropped, never saved).
+
+  It also times the loop: ``take_stats()`` returns, since its previous call,
+  the mean host time per step spent waiting for input (``input_wait_ms``; it
+  stalls an accelerator only where it exceeds the step time) and the loop's
+  ``train_images_per_s``.
+  """
+
+  def __init__(self, batches: Iterator[dict[str, np.ndarray]], mesh, size: int = 2):
+    self._source, self._mesh, self._buffer = batches, mesh, collections.deque()
+    self._size = size
+    self._wait, self._steps, self._images, self._since = 0.0, 0, 0, None
+
+  def __iter__(self):
+    return self
+
+  def _fill(self) -> None:
+    while len(self._buffer) < self._size:
+      batch = next(self._source, None)
+      if batch is None:
+        return
+      self._buffer.append(sharding.put_batch(batch, self._mesh))
+
+  def __next__(self) -> dict[str, jax.Array]:
+    t = time.perf_counter()
+    self._since = self._since or t
+    self._fill()
+    if not self._buffer:
+      raise StopIteration
+    batch = self._buffer.popleft()
+    self._fill()  # the following batches start their transfer now, before this step runs
+    self._wait += time.perf_counter() - t
+    self._steps += 1
+    self._images += len(next(iter(batch.values())))
+    return batch
+
+  def take_stats(self) -> dict[str, float]:
+    """``input_wait_ms`` (mean per step) and ``train_images_per_s`` since the last call; resets them.
+
+    Call it once the steps' results are on the host (e.g. after
+    ``jax.device_get`` of their metrics), so the time covers their compute.
+    """
+    elapsed = time.perf_counter() - self._since if self._since else 0.0
+    stats = {"input_wait_ms": round(1e3 * self._wait / max(self._steps, 1), 3),
+             "train_images_per_s": round(self._images / elapsed, 2) if elapsed else 0.0}
+    self._wait, self._steps, self._images, self._since = 0.0, 0, 0, None
+    return stats

@@ -17,19 +17,19 @@ import os
 import numpy as np
 from PIL import Image
 
-from tl_jax.data import cache
+from tl_jax.data import cache, streaming
 
 PREPARE_HINT = ("Prepare it once (this needs TensorFlow): pip install 'tl_jax[prepare]' && "
                 "tfds build {name} --file_format=array_record{dir_flag}")
 
 
-def open_split(name: str, split: str, data_dir: str = ""):
-  """``tfds.data_source(name, split)``, with an error that says how to prepare the data."""
+def open_split(name: str, split: str, data_dir: str = "", **kwargs):
+  """``tfds.data_source(name, split, **kwargs)``, with an error that says how to prepare the data."""
   import tensorflow_datasets as tfds  # imported here: only this source needs it
 
   dir_flag = f" --data_dir={data_dir}" if data_dir else ""
   try:
-    return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False)
+    return tfds.data_source(name, split=split, data_dir=data_dir or None, download=False, **kwargs)
   except tfds.core.registered.DatasetNotFoundError as e:
     raise ValueError(f"TFDS has no dataset {name!r} (config: data.tfds.name): {e}") from e
   except (AssertionError, FileNotFoundError, NotImplementedError, ValueError) as e:
@@ -40,11 +40,15 @@ def open_split(name: str, split: str, data_dir: str = ""):
 
 
 def load(name: str, split: str, size: int, *, data_dir: str = "", image_key: str = "image",
-         label_key: str = "label", cache_dir: str = "") -> tuple[np.ndarray, np.ndarray, list[str]]:
+         label_key: str = "label", cache_dir: str = "", stream_cfg=None) -> tuple[np.ndarray, np.ndarray, list[str]]:
   """One split (TFDS slicing syntax, e.g. ``train[:90%]``) as resized uint8 images and labels.
 
+  With ``stream_cfg`` (``config.data``) a split that ``streaming.applies`` to
+  is not decoded: its images are a ``streaming.Streamed`` view of the records.
+
   Returns:
-    images (N, size, size, 3) uint8 (memory-mapped), labels (N,) int32, class names.
+    images (N, size, size, 3) uint8 (memory-mapped, or a ``streaming.Streamed``), labels (N,) int32,
+    class names.
   """
   source = open_split(name, split, data_dir)
   features = source.dataset_info.features
@@ -68,5 +72,9 @@ def load(name: str, split: str, size: int, *, data_dir: str = "", image_key: str
       labels[i] = record[label_key]
     return images, labels, {}
 
+  if stream_cfg is not None and streaming.applies(stream_cfg, len(source)):
+    reader = streaming.TfdsReader(name, split, data_dir, image_key)
+    labels = np.array([reader.source()[i][label_key] for i in range(len(source))], np.int32)
+    return streaming.streamed(stream_cfg, reader, len(source)), labels, names
   images, labels, _ = cache.cached("tfds", key, build, cache_dir)
   return images, labels, names

@@ -1,0 +1,31 @@
+"""``scripts/accelerator_check.sh --cpu`` runs every step of the GPU check end to end (tiny settings)."""
+
+import json
+import os
+import pathlib
+import subprocess
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+NPZ = ROOT.parent / "shared" / "data" / "cifar10_subset_train.npz"
+
+
+@pytest.mark.slow  # ~5 min on 2 CPU cores: a parity test, a benchmark row, a fine-tune, a profile
+def test_cpu_mode_runs_end_to_end(tmp_path):
+  npz = os.environ.get("TL_JAX_CIFAR_NPZ", str(NPZ))
+  if not os.path.exists(npz):
+    pytest.skip(f"no CIFAR-10 subset at {npz} (set TL_JAX_CIFAR_NPZ)")
+  out = tmp_path / "out"
+  run = subprocess.run([str(ROOT / "scripts" / "accelerator_check.sh"), "--cpu", str(out)], cwd=ROOT,
+                       env={**os.environ, "TL_JAX_CIFAR_NPZ": npz}, capture_output=True, text=True, timeout=1800)
+  assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+  files = sorted(p.name for p in out.iterdir())
+  assert files == ["benchmark.json", "benchmark.log", "env.txt", "finetune.log", "profile.tar.gz", "summary.json",
+                   "tests.log"]  # <= 8 files: all come back from a device tool's $OUT
+  summary = json.loads((out / "summary.json").read_text())
+  assert "passed" in summary["tests"] and "failed" not in summary["tests"]
+  row = summary["benchmark"][0]
+  assert row["img_per_s"]["tl_jax"] > 0 and row["img_per_s"]["torch_cl"] > 0
+  assert 0 < summary["finetune"]["final_test_accuracy"] <= 1 and summary["finetune"]["wall_s"] > 0
+  assert summary["finetune_epochs"][0]["train_images_per_s"] > 0  # the trainer's loop timing
