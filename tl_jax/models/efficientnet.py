@@ -1,75 +1,182 @@
-"""EfficientNet-Lite (Tan & Le, 2019; the TF-Lite friendly variant) and MobileNetV2.
+"""The inverted-residual family: MobileNetV2, EfficientNet-Lite and EfficientNet-B0..B7.
 
-Lite differs from EfficientNet-B*: ReLU6 instead of swish, no squeeze-excite,
-and the stem (32 channels), head conv (1280 channels) and the repeats of the
-first and last stage are not scaled. Convolutions use TF "SAME" padding (the
-extra pixel goes bottom/right), which is what the released weights expect.
+One builder for all of them (timm's ``_efficientnet_builder.py`` does the
+same): a paper table is a tuple of stages, each a tuple of typed block rows
+(``DepthwiseSeparable``, ``MBConv``, ``FusedMBConv``); a family's quirks are
+fields of its ``Arch`` row; a variant is one ``Variant`` row (width, depth,
+resolution, dropout); the numbers that depend on where the weights come from
+(padding, BatchNorm epsilon and momentum) are a ``Numerics`` row chosen by the
+registry. ``block_layout`` derives every block, with the list of its parts,
+from those rows; the model and every mapping table walk that one list.
 
 Parameter paths::
 
   backbone/stem/{conv,bn}
   backbone/stage{s}/block{b}/{expand_conv,expand_bn,depthwise_conv,depthwise_bn,
-                              project_conv,project_bn}     (s = 1..7, b from 1)
+                              se/{reduce,expand},project_conv,project_bn}
   backbone/top/{conv,bn}
+
+(a block has the parts its row declares; s and b count from 1).
 """
 
 from collections.abc import Set
 import dataclasses
 import functools
 import math
-from typing import Any
+from typing import Any, Union
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tl_jax.models.layers import BatchNorm, Conv, DepthwiseConv, DropPath, conv_padding
+from tl_jax.models.blocks import ConvBNAct, DropPath, SqueezeExcite, activation
+from tl_jax.models.layers import BatchNorm, Conv, DepthwiseConv, conv_padding
+
+# --- paper tables: typed rows ----------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
-class StageSpec:
+class DepthwiseSeparable:
+  """kxk depthwise, [squeeze-excite], 1x1 project: no expansion (timm's ``ds`` block)."""
+
   kernel: int
   stride: int
-  expand: int
-  channels: int
-  repeats: int
+  out: int
+  repeats: int = 1
+  se: float = 0.0  # squeeze-excite ratio (0: none); its base width is the Arch's choice
+  act: str = ""  # "" = the Arch's activation
 
 
-# EfficientNet-B0 stages; every Lite variant scales these.
-BASE_STAGES = (
-    StageSpec(3, 1, 1, 16, 1),
-    StageSpec(3, 2, 6, 24, 2),
-    StageSpec(5, 2, 6, 40, 2),
-    StageSpec(3, 2, 6, 80, 3),
-    StageSpec(5, 1, 6, 112, 3),
-    StageSpec(5, 2, 6, 192, 4),
-    StageSpec(3, 1, 6, 320, 1),
+@dataclasses.dataclass(frozen=True)
+class MBConv:
+  """1x1 expand, kxk depthwise, [squeeze-excite], 1x1 project (timm's ``ir`` block)."""
+
+  expand: float
+  kernel: int
+  stride: int
+  out: int
+  repeats: int = 1
+  se: float = 0.0
+  act: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class FusedMBConv:
+  """kxk expand (strided), [squeeze-excite], 1x1 project; with ``expand=1`` one kxk conv
+  (EfficientNetV2's early stages; timm's ``er`` / ``cn`` blocks)."""
+
+  expand: float
+  kernel: int
+  stride: int
+  out: int
+  repeats: int = 1
+  se: float = 0.0
+  act: str = ""
+
+
+Row = Union[DepthwiseSeparable, MBConv, FusedMBConv]
+Stages = tuple[tuple[Row, ...], ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Arch:
+  """A family's network: its stage table and its quirks."""
+
+  stages: Stages
+  act: str = "relu6"
+  stem: int = 32
+  top: int = 1280
+  # Lite keeps the stem/top widths and the first and last stage's repeats unscaled.
+  scale_ends: bool = True
+  se_from_expanded: bool = False  # MobileNetV3: SE width from the expanded width, rounded to 8
+  se_act: str = ""  # "" = the block's activation
+  se_gate: str = "sigmoid"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One model of a family: its Arch (a key of ``ARCHS``) scaled."""
+
+  arch: str
+  width: float = 1.0
+  depth: float = 1.0
+  resolution: int = 224
+  dropout: float = 0.2  # before the head, as in the original recipe
+
+
+@dataclasses.dataclass(frozen=True)
+class Numerics:
+  """What the weights' framework fixes: padding convention and BatchNorm epsilon/momentum.
+
+  ``bn_momentum`` is Flax's (the weight of the old running value): torch's
+  ``momentum=0.1`` is Flax 0.9, Keras' ``momentum=0.99`` is Flax 0.99.
+  """
+
+  padding: str = "SAME"
+  bn_epsilon: float = 1e-3
+  bn_momentum: float = 0.99
+
+
+TF = Numerics("SAME", 1e-3, 0.99)  # Keras, timm tf_*, TF-Lite ports
+TORCH = Numerics("torch", 1e-5, 0.9)  # torch BatchNorm2d defaults (eps 1e-5, momentum 0.1)
+
+
+def _single(*rows: Row) -> Stages:
+  return tuple((r,) for r in rows)
+
+
+# EfficientNet-B0 (Tan & Le, 2019, Table 1); Lite and the B series scale it.
+B0_STAGES = _single(
+    DepthwiseSeparable(3, 1, 16, 1, se=0.25),
+    MBConv(6, 3, 2, 24, 2, se=0.25),
+    MBConv(6, 5, 2, 40, 2, se=0.25),
+    MBConv(6, 3, 2, 80, 3, se=0.25),
+    MBConv(6, 5, 1, 112, 3, se=0.25),
+    MBConv(6, 5, 2, 192, 4, se=0.25),
+    MBConv(6, 3, 1, 320, 1, se=0.25),
+)
+# Lite: B0 without squeeze-excite (and ReLU6, see ARCHS).
+LITE_STAGES = tuple(tuple(dataclasses.replace(r, se=0.0) for r in s) for s in B0_STAGES)
+# MobileNetV2 (Sandler et al., 2018): 3x3 kernels throughout (expansion t, channels c, repeats n, stride s).
+MOBILENET_V2_STAGES = _single(
+    DepthwiseSeparable(3, 1, 16, 1),
+    MBConv(6, 3, 2, 24, 2),
+    MBConv(6, 3, 2, 32, 3),
+    MBConv(6, 3, 2, 64, 4),
+    MBConv(6, 3, 1, 96, 3),
+    MBConv(6, 3, 2, 160, 3),
+    MBConv(6, 3, 1, 320, 1),
 )
 
-# MobileNetV2 (Sandler et al., 2018) is the same network of inverted residuals
-# with 3x3 kernels throughout (expansion t, channels c, repeats n, stride s).
-MOBILENET_V2_STAGES = (
-    StageSpec(3, 1, 1, 16, 1),
-    StageSpec(3, 2, 6, 24, 2),
-    StageSpec(3, 2, 6, 32, 3),
-    StageSpec(3, 2, 6, 64, 4),
-    StageSpec(3, 1, 6, 96, 3),
-    StageSpec(3, 2, 6, 160, 3),
-    StageSpec(3, 1, 6, 320, 1),
-)
-
-# name: (width multiplier, depth multiplier, resolution, dropout before the head)
-LITE_SCALING = {
-    "efficientnet_lite0": (1.0, 1.0, 224, 0.2),
-    "efficientnet_lite1": (1.0, 1.1, 240, 0.2),
-    "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
-    "efficientnet_lite3": (1.2, 1.4, 280, 0.3),
-    "efficientnet_lite4": (1.4, 1.8, 300, 0.3),
+ARCHS: dict[str, Arch] = {
+    "mobilenet_v2": Arch(MOBILENET_V2_STAGES),
+    "efficientnet_lite": Arch(LITE_STAGES, scale_ends=False),
+    "efficientnet": Arch(B0_STAGES, act="swish"),
 }
-STEM_CHANNELS = 32
-TOP_CHANNELS = 1280
+
+VARIANTS: dict[str, Variant] = {
+    "mobilenet_v2": Variant("mobilenet_v2"),
+    "efficientnet_lite0": Variant("efficientnet_lite", 1.0, 1.0, 224, 0.2),
+    "efficientnet_lite1": Variant("efficientnet_lite", 1.0, 1.1, 240, 0.2),
+    "efficientnet_lite2": Variant("efficientnet_lite", 1.1, 1.2, 260, 0.3),
+    "efficientnet_lite3": Variant("efficientnet_lite", 1.2, 1.4, 280, 0.3),
+    "efficientnet_lite4": Variant("efficientnet_lite", 1.4, 1.8, 300, 0.3),
+    # Keras/torchvision/timm agree on these (width, depth, resolution, dropout).
+    "efficientnet_b0": Variant("efficientnet", 1.0, 1.0, 224, 0.2),
+    "efficientnet_b1": Variant("efficientnet", 1.0, 1.1, 240, 0.2),
+    "efficientnet_b2": Variant("efficientnet", 1.1, 1.2, 260, 0.3),
+    "efficientnet_b3": Variant("efficientnet", 1.2, 1.4, 300, 0.3),
+    "efficientnet_b4": Variant("efficientnet", 1.4, 1.8, 380, 0.4),
+    "efficientnet_b5": Variant("efficientnet", 1.6, 2.2, 456, 0.4),
+    "efficientnet_b6": Variant("efficientnet", 1.8, 2.6, 528, 0.5),
+    "efficientnet_b7": Variant("efficientnet", 2.0, 3.1, 600, 0.5),
+}
+LITE_NAMES = tuple(n for n, v in VARIANTS.items() if v.arch == "efficientnet_lite")
+B_NAMES = tuple(n for n, v in VARIANTS.items() if v.arch == "efficientnet")
+
+# --- derived tables: one pure function --------------------------------------------------------
 
 
-def round_channels(channels: int, width: float, divisor: int = 8) -> int:
+def round_channels(channels: float, width: float = 1.0, divisor: int = 8) -> int:
   """Scales a channel count and rounds it to a multiple of ``divisor`` (TF rule)."""
   scaled = channels * width
   rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
@@ -78,59 +185,100 @@ def round_channels(channels: int, width: float, divisor: int = 8) -> int:
   return int(rounded)
 
 
-def lite_stages(width: float, depth: float, base=BASE_STAGES) -> tuple[StageSpec, ...]:
-  """The stage specs of a Lite variant: first and last stage keep their repeats."""
-  last = len(base) - 1
-  return tuple(
-      dataclasses.replace(
-          s,
-          channels=round_channels(s.channels, width),
-          repeats=s.repeats if i in (0, last) else int(math.ceil(depth * s.repeats)),
-      )
-      for i, s in enumerate(base)
-  )
+@dataclasses.dataclass(frozen=True)
+class Part:
+  """One layer group of a block: ``{name}_conv`` + ``{name}_bn``, or the ``se`` module."""
+
+  name: str  # expand | depthwise | se | project
+  kind: str  # conv | depthwise | se
+  features: int  # output width (for se: the reduced width)
+  kernel: int = 1
+  stride: int = 1
+  act: str = "identity"
+  gate: str = ""  # se only
 
 
-def block_layout(stages) -> list[tuple[str, str, int, int, StageSpec]]:
-  """(stage name, block name, in channels, stride, spec) for every block, in order.
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+  """One block of the network, as the model builds it and the mapping tables name it."""
 
-  The model and the weight mapping tables both iterate this, so their paths
-  cannot disagree.
-  """
-  layout, in_ch = [], STEM_CHANNELS
-  for s, spec in enumerate(stages, start=1):
-    for b in range(1, spec.repeats + 1):
-      stride = spec.stride if b == 1 else 1
-      layout.append((f"stage{s}", f"block{b}", in_ch, stride, spec))
-      in_ch = spec.channels
+  stage: int  # 1-based
+  block: int  # 1-based within the stage
+  index: int  # 0-based over the whole network
+  row: Row
+  in_channels: int
+  stride: int
+  parts: tuple[Part, ...]
+
+  @property
+  def path(self) -> str:
+    return f"backbone/stage{self.stage}/block{self.block}"
+
+  @property
+  def out_channels(self) -> int:
+    return self.parts[-1].features
+
+  @property
+  def skip(self) -> bool:
+    return self.stride == 1 and self.in_channels == self.out_channels
+
+
+def _parts(row: Row, arch: Arch, in_ch: int, out: int, stride: int) -> tuple[Part, ...]:
+  act = row.act or arch.act
+  k = row.kernel
+  hidden = in_ch if isinstance(row, DepthwiseSeparable) else round_channels(in_ch * row.expand)
+  se = ()
+  if row.se:
+    reduced = (round_channels(hidden * row.se) if arch.se_from_expanded
+               else max(1, int(in_ch * row.se)))
+    se = (Part("se", "se", reduced, act=arch.se_act or act, gate=arch.se_gate),)
+  project = (Part("project", "conv", out),)
+  if isinstance(row, DepthwiseSeparable):
+    return (Part("depthwise", "depthwise", hidden, k, stride, act),) + se + project
+  if isinstance(row, MBConv):
+    return ((Part("expand", "conv", hidden, 1, 1, act), Part("depthwise", "depthwise", hidden, k, stride, act))
+            + se + project)
+  if row.expand == 1:  # a single kxk conv-bn-act
+    return (Part("project", "conv", out, k, stride, act),) + se
+  return (Part("expand", "conv", hidden, k, stride, act),) + se + project
+
+
+def stem_width(variant: Variant) -> int:
+  arch = ARCHS[variant.arch]
+  return round_channels(arch.stem, variant.width) if arch.scale_ends else arch.stem
+
+
+def top_width(variant: Variant) -> int:
+  arch = ARCHS[variant.arch]
+  return round_channels(arch.top, variant.width) if arch.scale_ends else arch.top
+
+
+def block_layout(variant: Variant) -> list[BlockSpec]:
+  """Every block of ``variant`` in order, with its parts: widths and repeats scaled."""
+  arch = ARCHS[variant.arch]
+  layout, in_ch, last = [], stem_width(variant), len(arch.stages) - 1
+  for s, rows in enumerate(arch.stages):
+    b = 0
+    for row in rows:
+      out = round_channels(row.out, variant.width)
+      fixed = not arch.scale_ends and s in (0, last)
+      repeats = row.repeats if fixed else int(math.ceil(variant.depth * row.repeats))
+      for r in range(repeats):
+        stride = row.stride if r == 0 else 1
+        b += 1
+        layout.append(BlockSpec(s + 1, b, len(layout), row, in_ch, stride,
+                                _parts(row, arch, in_ch, out, stride)))
+        in_ch = out
   return layout
 
 
-class ConvBN(nn.Module):
-  """Convolution, BatchNorm and ReLU6: the stem and the top of the network."""
-
-  features: int
-  kernel: int
-  stride: int
-  norm: Any
-  dtype: Any = jnp.float32
-  padding: str = "SAME"
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    k, s = self.kernel, self.stride
-    pads = [conv_padding(self.padding, n, k, s) for n in x.shape[1:3]]
-    x = Conv(self.features, (k, k), (s, s), padding=pads, use_bias=False,
-                dtype=self.dtype, name="conv")(x)
-    return nn.relu6(self.norm(name="bn")(x, not train))
+# --- the model ----------------------------------------------------------------------------------
 
 
-class MBConv(nn.Module):
-  """Inverted residual block: 1x1 expand, depthwise kxk, 1x1 project."""
+class InvertedResidual(nn.Module):
+  """One block: its parts in order, then the residual (with stochastic depth) when shapes allow."""
 
-  in_channels: int
-  spec: StageSpec
-  stride: int
+  spec: BlockSpec
   norm: Any
   drop_path_rate: float = 0.0
   dtype: Any = jnp.float32
@@ -138,83 +286,71 @@ class MBConv(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    conv = functools.partial(Conv, use_bias=False, padding="SAME", dtype=self.dtype)
     inputs = x
-    hidden = self.in_channels * self.spec.expand
-    if self.spec.expand != 1:
-      x = conv(hidden, (1, 1), name="expand_conv")(x)
-      x = nn.relu6(self.norm(name="expand_bn")(x, not train))
-    k, s = self.spec.kernel, self.stride
-    x = DepthwiseConv(k, s, self.dtype, self.padding, name="depthwise_conv")(x)
-    x = nn.relu6(self.norm(name="depthwise_bn")(x, not train))
-    x = conv(self.spec.channels, (1, 1), name="project_conv")(x)
-    x = self.norm(name="project_bn")(x, not train)
-    if self.stride == 1 and self.in_channels == self.spec.channels:
+    for part in self.spec.parts:
+      if part.kind == "se":
+        x = SqueezeExcite(part.features, part.act, part.gate, self.dtype, name="se")(x)
+        continue
+      if part.kind == "depthwise":
+        x = DepthwiseConv(kernel_size=part.kernel, stride=part.stride, dtype=self.dtype,
+                          padding=self.padding, name=f"{part.name}_conv")(x)
+      else:
+        k, s = part.kernel, part.stride
+        pads = [conv_padding(self.padding, n, k, s) for n in x.shape[1:3]]
+        x = Conv(part.features, (k, k), (s, s), padding=pads, use_bias=False, dtype=self.dtype,
+                 name=f"{part.name}_conv")(x)
+      x = activation(part.act)(self.norm(name=f"{part.name}_bn")(x, not train))
+    if self.spec.skip:
       x = DropPath(self.drop_path_rate)(x, not train) + inputs
     return x
 
 
 class Stage(nn.Module):
-  """A run of MBConv blocks named block1..blockN."""
+  """A run of blocks named block1..blockN."""
 
-  blocks: tuple  # (in channels, stride, spec, drop-path rate) per block
+  blocks: tuple  # (BlockSpec, drop-path rate) per block
   norm: Any
   dtype: Any = jnp.float32
   padding: str = "SAME"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    for b, (in_ch, stride, spec, rate) in enumerate(self.blocks, start=1):
-      x = MBConv(in_ch, spec, stride, self.norm, rate, self.dtype, self.padding,
-                 name=f"block{b}")(x, train)
+    for spec, rate in self.blocks:
+      x = InvertedResidual(spec, self.norm, rate, self.dtype, self.padding,
+                           name=f"block{spec.block}")(x, train)
     return x
 
 
-class EfficientNetLite(nn.Module):
-  """EfficientNet-Lite backbone; with ``base=MOBILENET_V2_STAGES``, MobileNetV2.
+class EfficientNet(nn.Module):
+  """An inverted-residual backbone: ``variant`` (a key of ``VARIANTS``) with ``numerics``.
 
   Takes normalised NHWC images and returns the features dict
-  ``{"stem", "stage1".."stage7", "pre_logits"}``. ``padding`` and
-  ``bn_epsilon`` follow the framework the weights come from: TF/Keras
-  ("SAME", 1e-3) or PyTorch ("torch", 1e-5 for torchvision and timm's MobileNetV2).
+  ``{"stem", "stage1".."stageN", "pre_logits"}``.
   """
 
-  width: float = 1.0
-  depth: float = 1.0
+  variant: str = "efficientnet_lite0"
+  numerics: Numerics = TF
   drop_path_rate: float = 0.0
   frozen_bn: Set[str] = frozenset()
   dtype: Any = jnp.float32
-  base: tuple = BASE_STAGES
-  padding: str = "SAME"
-  bn_epsilon: float = 1e-3
 
   @nn.compact
   def __call__(self, x, train: bool = False) -> dict[str, jnp.ndarray]:
-    norm = functools.partial(
-        BatchNorm, momentum=0.99, epsilon=self.bn_epsilon, frozen=self.frozen_bn, dtype=self.dtype
-    )
+    variant, num = VARIANTS[self.variant], self.numerics
+    arch = ARCHS[variant.arch]
+    norm = functools.partial(BatchNorm, momentum=num.bn_momentum, epsilon=num.bn_epsilon,
+                             frozen=self.frozen_bn, dtype=self.dtype)
     features = {}
-    x = features["stem"] = ConvBN(STEM_CHANNELS, 3, 2, norm, self.dtype, self.padding,
-                                  name="stem")(x, train)
-    layout = block_layout(lite_stages(self.width, self.depth, self.base))
-    stages: dict[str, list] = {}
-    for i, (stage, _, in_ch, stride, spec) in enumerate(layout):
-      rate = self.drop_path_rate * i / len(layout)  # deeper blocks drop more
-      stages.setdefault(stage, []).append((in_ch, stride, spec, rate))
-    for stage, blocks in stages.items():
-      x = features[stage] = Stage(tuple(blocks), norm, self.dtype, self.padding,
-                                  name=stage)(x, train)
-    x = ConvBN(TOP_CHANNELS, 1, 1, norm, self.dtype, name="top")(x, train)
+    x = features["stem"] = ConvBNAct(stem_width(variant), 3, 2, norm, arch.act, self.dtype,
+                                     num.padding, name="stem")(x, train)
+    layout = block_layout(variant)
+    stages: dict[int, list] = {}
+    for spec in layout:
+      rate = self.drop_path_rate * spec.index / len(layout)  # deeper blocks drop more
+      stages.setdefault(spec.stage, []).append((spec, rate))
+    for s, blocks in stages.items():
+      x = features[f"stage{s}"] = Stage(tuple(blocks), norm, self.dtype, num.padding,
+                                        name=f"stage{s}")(x, train)
+    x = ConvBNAct(top_width(variant), 1, 1, norm, arch.act, self.dtype, name="top")(x, train)
     features["pre_logits"] = jnp.mean(x, axis=(1, 2))
     return features
-
-
-def efficientnet_lite(name: str, **kwargs) -> EfficientNetLite:
-  """The backbone ``name`` (a key of ``LITE_SCALING``)."""
-  width, depth, _, _ = LITE_SCALING[name]
-  return EfficientNetLite(width=width, depth=depth, **kwargs)
-
-
-def mobilenet_v2(**kwargs) -> EfficientNetLite:
-  """MobileNetV2 (width 1.0); pass ``padding``/``bn_epsilon`` of the weights' framework."""
-  return EfficientNetLite(base=MOBILENET_V2_STAGES, **kwargs)

