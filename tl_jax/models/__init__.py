@@ -85,6 +85,13 @@ REGISTRY: dict[str, ModelInfo] = {
     # torch BatchNorm2d momentum 0.1 is Flax 0.9 (torchvision and timm MobileNetV2).
     "mobilenet_v2": _inverted_residual("mobilenet_v2", efficientnet.TORCH, TORCHVISION_MEAN,
                                        TORCHVISION_STD, "torchvision"),
+    # torchvision: BatchNorm2d(eps=1e-3, momentum=0.01); Keras: eps 1e-3, momentum 0.999.
+    **{f"mobilenet_v3_{size}": _inverted_residual(
+        f"mobilenet_v3_{size}", efficientnet.Numerics("torch", 1e-3, 0.99), TORCHVISION_MEAN,
+        TORCHVISION_STD, "torchvision") for size in ("large", "small")},
+    **{f"keras_mobilenet_v3_{size}": _inverted_residual(
+        f"keras_mobilenet_v3_{size}", efficientnet.Numerics("SAME", 1e-3, 0.999), HALF, HALF,
+        "keras", variant=f"mobilenet_v3_{size}") for size in ("large", "small")},
     "keras_mobilenet_v2": _inverted_residual("keras_mobilenet_v2", efficientnet.TF, HALF, HALF,
                                              "keras", variant="mobilenet_v2"),
 }

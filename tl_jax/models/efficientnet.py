@@ -1,4 +1,4 @@
-"""The inverted-residual family: MobileNetV2, EfficientNet-Lite and EfficientNet-B0..B7.
+"""The inverted-residual family: MobileNetV2/V3, EfficientNet-Lite and EfficientNet-B0..B7.
 
 One builder for all of them (timm's ``_efficientnet_builder.py`` does the
 same): a paper table is a tuple of stages, each a tuple of typed block rows
@@ -15,6 +15,7 @@ Parameter paths::
   backbone/stage{s}/block{b}/{expand_conv,expand_bn,depthwise_conv,depthwise_bn,
                               se/{reduce,expand},project_conv,project_bn}
   backbone/top/{conv,bn}
+  backbone/top_fc/{kernel,bias}      (MobileNetV3: a Dense on the pooled features)
 
 (a block has the parts its row declares; s and b count from 1).
 """
@@ -90,6 +91,7 @@ class Arch:
   se_from_expanded: bool = False  # MobileNetV3: SE width from the expanded width, rounded to 8
   se_act: str = ""  # "" = the block's activation
   se_gate: str = "sigmoid"
+  top_fc: int = 0  # MobileNetV3: width of a Dense + act on the pooled features (0: none)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +149,29 @@ MOBILENET_V2_STAGES = _single(
     MBConv(6, 3, 1, 320, 1),
 )
 
+# MobileNetV3 (Howard et al., 2019, Tables 1-2), grouped into stages as timm does; expansions
+# are the paper's expanded widths over the input width (rounded to 8 again when built).
+_RE, _HS = "relu", "hard_swish"
+MOBILENET_V3_LARGE_STAGES = (
+    (DepthwiseSeparable(3, 1, 16, act=_RE),),
+    (MBConv(4, 3, 2, 24, act=_RE), MBConv(3, 3, 1, 24, act=_RE)),
+    (MBConv(3, 5, 2, 40, 3, se=0.25, act=_RE),),
+    (MBConv(6, 3, 2, 80), MBConv(2.5, 3, 1, 80), MBConv(184 / 80, 3, 1, 80, 2)),
+    (MBConv(6, 3, 1, 112, 2, se=0.25),),
+    (MBConv(6, 5, 2, 160, 3, se=0.25),),
+)
+MOBILENET_V3_SMALL_STAGES = (
+    (DepthwiseSeparable(3, 2, 16, se=0.25, act=_RE),),
+    (MBConv(72 / 16, 3, 2, 24, act=_RE), MBConv(88 / 24, 3, 1, 24, act=_RE)),
+    (MBConv(4, 5, 2, 40, se=0.25), MBConv(6, 5, 1, 40, 2, se=0.25)),
+    (MBConv(3, 5, 1, 48, 2, se=0.25),),
+    (MBConv(6, 5, 2, 96, 3, se=0.25),),
+)
+_MOBILENET_V3 = dict(act=_HS, stem=16, se_from_expanded=True, se_act=_RE, se_gate="hard_sigmoid")
+
 ARCHS: dict[str, Arch] = {
+    "mobilenet_v3_large": Arch(MOBILENET_V3_LARGE_STAGES, top=960, top_fc=1280, **_MOBILENET_V3),
+    "mobilenet_v3_small": Arch(MOBILENET_V3_SMALL_STAGES, top=576, top_fc=1024, **_MOBILENET_V3),
     "mobilenet_v2": Arch(MOBILENET_V2_STAGES),
     "efficientnet_lite": Arch(LITE_STAGES, scale_ends=False),
     "efficientnet": Arch(B0_STAGES, act="swish"),
@@ -155,6 +179,8 @@ ARCHS: dict[str, Arch] = {
 
 VARIANTS: dict[str, Variant] = {
     "mobilenet_v2": Variant("mobilenet_v2"),
+    "mobilenet_v3_large": Variant("mobilenet_v3_large"),
+    "mobilenet_v3_small": Variant("mobilenet_v3_small"),
     "efficientnet_lite0": Variant("efficientnet_lite", 1.0, 1.0, 224, 0.2),
     "efficientnet_lite1": Variant("efficientnet_lite", 1.0, 1.1, 240, 0.2),
     "efficientnet_lite2": Variant("efficientnet_lite", 1.1, 1.2, 260, 0.3),
@@ -352,5 +378,8 @@ class EfficientNet(nn.Module):
       x = features[f"stage{s}"] = Stage(tuple(blocks), norm, self.dtype, num.padding,
                                         name=f"stage{s}")(x, train)
     x = ConvBNAct(top_width(variant), 1, 1, norm, arch.act, self.dtype, name="top")(x, train)
-    features["pre_logits"] = jnp.mean(x, axis=(1, 2))
+    x = jnp.mean(x, axis=(1, 2))
+    if arch.top_fc:
+      x = activation(arch.act)(nn.Dense(arch.top_fc, dtype=self.dtype, name="top_fc")(x))
+    features["pre_logits"] = x
     return features

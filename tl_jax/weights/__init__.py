@@ -82,6 +82,8 @@ TORCHVISION_FILES = {
     "efficientnet_b5": "efficientnet_b5_lukemelas-1a07897c.pth",
     "efficientnet_b6": "efficientnet_b6_lukemelas-24a108a5.pth",
     "efficientnet_b7": "efficientnet_b7_lukemelas-c5b4e57e.pth",
+    "mobilenet_v3_large": "mobilenet_v3_large-8738ca79.pth",
+    "mobilenet_v3_small": "mobilenet_v3_small-047dcff4.pth",
 }
 TIMM_NAMES = {
     **{f"resnet{d}": f"resnet{d}.tv_in1k" for d in resnet.DEPTHS},
@@ -89,6 +91,8 @@ TIMM_NAMES = {
     "mobilenet_v2": "mobilenetv2_100.ra_in1k",
     **{f"efficientnet_lite{k}": f"tf_efficientnet_lite{k}.in1k" for k in range(5)},
     **{f"keras_efficientnet_b{k}": f"tf_efficientnet_b{k}.in1k" for k in range(8)},
+    "keras_mobilenet_v3_large": "tf_mobilenetv3_large_100.in1k",
+    "keras_mobilenet_v3_small": "tf_mobilenetv3_small_100.in1k",
 }
 
 
@@ -153,6 +157,18 @@ def _sources() -> dict[tuple[str, str], Source]:
     s[(f"keras_{name}", "timm")] = Source(
         _fixed(timm.efficientnet_table, name), TIMM.format(TIMM_NAMES[f"keras_{name}"]),
         "timm tf_efficientnet_b* (TF port: SAME padding, eps 1e-3, Keras' layout)")
+  for size in ("large", "small"):
+    name = f"mobilenet_v3_{size}"
+    s[(name, "torchvision")] = Source(
+        _fixed(torchvision.efficientnet_table, name), TORCHVISION + TORCHVISION_FILES[name],
+        "torchvision MobileNetV3")
+    s[(f"keras_{name}", "keras")] = Source(
+        _keras(functools.partial(keras.mobilenet_v3_layers, name)),
+        f"{KERAS}mobilenet_v3/weights_mobilenet_v3_{size}_224_1.0_float.h5",
+        "keras.applications MobileNetV3 .h5 (the include_top file: conv_2 is part of the backbone)")
+    s[(f"keras_{name}", "timm")] = Source(
+        _fixed(timm.efficientnet_table, name), TIMM.format(TIMM_NAMES[f"keras_{name}"]),
+        "timm tf_mobilenetv3_*_100 (TF port: SAME padding, eps 1e-3, Keras' layout)")
   return s
 
 

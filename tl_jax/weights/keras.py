@@ -38,6 +38,11 @@ def depthwise_hwcm(x: np.ndarray) -> np.ndarray:
   return np.transpose(x, (0, 1, 3, 2))
 
 
+def conv1x1_dense(x: np.ndarray) -> np.ndarray:
+  """A Keras 1x1 conv kernel (1, 1, in, out) used on a pooled map -> Flax Dense (in, out)."""
+  return x.reshape(x.shape[2:])
+
+
 _KERNEL = ("kernel", "params/{}/kernel", identity)
 _BIAS = ("bias", "params/{}/bias", identity)
 _BN_STATS = (("moving_mean", "batch_stats/{}/mean", identity),
@@ -55,6 +60,8 @@ KINDS = {
     # BatchNormalization(scale=False) saves no gamma (tl_jax: use_scale=False).
     "bn_noscale": Kind("batch_normalization", (("beta", "params/{}/bias", identity),) + _BN_STATS),
     "dense": Kind("dense", (_KERNEL, _BIAS)),
+    # A 1x1 Conv2D on a 1x1 map (Keras MobileNetV3's conv_2 and logits): a tl_jax Dense.
+    "conv_dense": Kind("conv2d", (("kernel", "params/{}/kernel", conv1x1_dense), _BIAS)),
     # The in-model Normalization layer (mean, variance, count): tl_jax normalises in the
     # Classifier from its registry entry instead, so its variables are never loaded.
     "normalization": Kind("normalization", (("mean", "", identity), ("variance", "", identity),
@@ -106,18 +113,21 @@ def vgg_layers(depth: int, top: str) -> Layers:
 MOBILENET_V2_PARTS = {"expand": ("expand", "conv_nobias", "expand_BN"),
                       "depthwise": ("depthwise", "depthwise", "depthwise_BN"),
                       "project": ("project", "conv_nobias", "project_BN")}
+MOBILENET_V3_PARTS = {"expand": ("expand", "conv_nobias", "expand_bn"),
+                      "depthwise": ("depthwise", "depthwise", "depthwise_bn"),
+                      "project": ("project", "conv_nobias", "project_bn")}
 EFFICIENTNET_PARTS = {"expand": ("expand_conv", "conv_nobias", "expand_bn"),
                       "depthwise": ("dwconv", "depthwise", "bn"),
                       "project": ("project_conv", "conv_nobias", "project_bn")}
 
 
-def _block_layers(prefix: str, spec: efficientnet.BlockSpec, names) -> Layers:
+def _block_layers(prefix: str, spec: efficientnet.BlockSpec, names, se=("se_reduce", "se_expand")) -> Layers:
   layers = []
   for part in spec.parts:
     dst = f"{spec.path}/{part.name}"
     if part.kind == "se":
-      layers += [(f"{prefix}se_reduce", "conv", f"{spec.path}/se/reduce"),
-                 (f"{prefix}se_expand", "conv", f"{spec.path}/se/expand")]
+      layers += [(f"{prefix}{se[0]}", "conv", f"{spec.path}/se/reduce"),
+                 (f"{prefix}{se[1]}", "conv", f"{spec.path}/se/expand")]
     else:
       conv, kind, bn = names[part.name]
       layers += [(f"{prefix}{conv}", kind, f"{dst}_conv"), (f"{prefix}{bn}", "bn", f"{dst}_bn")]
@@ -142,3 +152,14 @@ def efficientnet_layers(variant: str) -> Layers:
     layers += _block_layers(f"block{spec.stage}{chr(96 + spec.block)}_", spec, EFFICIENTNET_PARTS)
   return layers + [("top_conv", "conv_nobias", "backbone/top/conv"),
                    ("top_bn", "bn", "backbone/top/bn"), ("predictions", "dense", "head")]
+
+
+def mobilenet_v3_layers(variant: str) -> Layers:
+  """``keras.applications.MobileNetV3Large/Small`` (alpha 1.0, include_top: ``conv_2`` is ``top_fc``)."""
+  layers = [("conv", "conv_nobias", "backbone/stem/conv"), ("conv_bn", "bn", "backbone/stem/bn")]
+  for spec in efficientnet.block_layout(efficientnet.VARIANTS[variant]):
+    prefix = f"expanded_conv_{spec.index}_" if spec.index else "expanded_conv_"
+    layers += _block_layers(prefix, spec, MOBILENET_V3_PARTS,
+                            ("squeeze_excite_conv", "squeeze_excite_conv_1"))
+  return layers + [("conv_1", "conv_nobias", "backbone/top/conv"), ("conv_1_bn", "bn", "backbone/top/bn"),
+                   ("conv_2", "conv_dense", "backbone/top_fc"), ("logits", "conv_dense", "head")]

@@ -4,7 +4,8 @@ timm's ``resnet*`` keys are torchvision's (``torchvision.resnet_table``). Its
 VGG keeps ``features.N`` but holds fc1/fc2 as convolutions in ``pre_logits``
 (``fc1`` a 7x7 conv) and the classifier in ``head.fc``. Its MobileNetV2 and
 ``tf_efficientnet_lite*`` share the EfficientNet layout: ``conv_stem``/``bn1``,
-``blocks.{stage}.{block}``, ``conv_head``/``bn2``, ``classifier``.
+``blocks.{stage}.{block}``, ``conv_head``/``bn2``, ``classifier``; its
+MobileNetV3 puts the top conv in a last stage and ``conv_head`` after pooling.
 """
 
 import numpy as np
@@ -61,5 +62,13 @@ def efficientnet_table(variant: str) -> Table:
         conv, bn = names[part.name]
         table |= torch_conv(f"{src}.{conv}", f"{spec.path}/{part.name}_conv")
         table |= torch_bn(f"{src}.{bn}", f"{spec.path}/{part.name}_bn")
-  table |= torch_conv("conv_head", "backbone/top/conv") | torch_bn("bn2", "backbone/top/bn")
+  row = efficientnet.VARIANTS[variant]
+  if efficientnet.ARCHS[row.arch].top_fc:
+    # MobileNetV3: the top conv is a last ConvBnAct stage; conv_head is a 1x1 conv on the pooled map.
+    top = f"blocks.{len(efficientnet.ARCHS[row.arch].stages)}.0"
+    table |= torch_conv(f"{top}.conv", "backbone/top/conv") | torch_bn(f"{top}.bn1", "backbone/top/bn")
+    table |= {"conv_head.weight": ("params/backbone/top_fc/kernel", conv1x1_dense),
+              "conv_head.bias": ("params/backbone/top_fc/bias", identity)}
+  else:
+    table |= torch_conv("conv_head", "backbone/top/conv") | torch_bn("bn2", "backbone/top/bn")
   return table | torch_dense("classifier", "head")

@@ -84,12 +84,16 @@ def mobilenet_v2_table() -> Table:
 
 
 def efficientnet_table(variant: str) -> Table:
-  """torchvision ``efficientnet_b*``: ``features.0`` stem, ``features.{s}.{b}.block.{j}`` the
-  parts of block b of stage s (``.0`` conv, ``.1`` bn; squeeze-excite ``fc1``/``fc2``), then the top."""
+  """torchvision ``efficientnet_b*`` and ``mobilenet_v3_*``: ``features.0`` stem, then the blocks
+  (EfficientNet: ``features.{s}.{b}``, one Sequential per stage; MobileNetV3: flat
+  ``features.{i}``), each ``.block.{j}`` its parts (``.0`` conv, ``.1`` bn; squeeze-excite
+  ``fc1``/``fc2``), then the top conv; MobileNetV3's ``classifier.0`` is the Dense on the pool."""
   table = torch_conv("features.0.0", "backbone/stem/conv") | torch_bn("features.0.1", "backbone/stem/bn")
-  layout = efficientnet.block_layout(efficientnet.VARIANTS[variant])
+  row = efficientnet.VARIANTS[variant]
+  flat = bool(efficientnet.ARCHS[row.arch].top_fc)
+  layout = efficientnet.block_layout(row)
   for spec in layout:
-    src = f"features.{spec.stage}.{spec.block - 1}.block"
+    src = f"features.{spec.index + 1}.block" if flat else f"features.{spec.stage}.{spec.block - 1}.block"
     for j, part in enumerate(spec.parts):
       if part.kind == "se":
         table |= torch_conv(f"{src}.{j}.fc1", f"{spec.path}/se/reduce", bias=True)
@@ -97,6 +101,8 @@ def efficientnet_table(variant: str) -> Table:
       else:
         dst = f"{spec.path}/{part.name}"
         table |= torch_conv(f"{src}.{j}.0", f"{dst}_conv") | torch_bn(f"{src}.{j}.1", f"{dst}_bn")
-  top = f"features.{layout[-1].stage + 1}"
+  top = f"features.{len(layout) + 1 if flat else layout[-1].stage + 1}"
   table |= torch_conv(f"{top}.0", "backbone/top/conv") | torch_bn(f"{top}.1", "backbone/top/bn")
+  if flat:
+    return table | torch_dense("classifier.0", "backbone/top_fc") | torch_dense("classifier.3", "head")
   return table | torch_dense("classifier.1", "head")

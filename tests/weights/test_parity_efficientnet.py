@@ -1,0 +1,115 @@
+"""Parity of the inverted-residual families with their sources, on random weights.
+
+torch references (torchvision and timm key layouts) are saved as .pth and
+.safetensors; Keras 3 references (``keras.applications.X(weights=None)``, JAX
+backend) as both .h5 layouts. tl_jax converts each file and must reproduce the
+logits and the pooled features on the same raw images: max |difference| <= 1e-4
+in float32. Run with ``-s`` for the ``PARITY`` lines.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+torch = pytest.importorskip("torch")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+
+import torch_efficientnet_reference as ref  # noqa: E402
+import torch_reference  # noqa: E402
+
+from tl_jax import models, weights  # noqa: E402
+
+TOL = 1e-4
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+slow = pytest.mark.slow
+
+
+def images(size, seed=0):
+  return np.random.default_rng(seed).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
+
+
+def compare(name, source, files, expected, x):
+  """Converts each file and returns {format: (max |dlogit|, max |dpooled|)}."""
+  model = models.create(name, expected["logits"].shape[-1])
+  init = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
+  apply = jax.jit(model.apply)  # one compile: op-by-op dispatch of ~300 layers costs more
+  diffs = {}
+  for fmt, file in files.items():
+    variables = weights.merge(init, weights.convert(name, str(file), source))
+    logits, features = apply(variables, x)
+    diffs[fmt] = (float(np.max(np.abs(np.asarray(logits) - expected["logits"]))),
+                  float(np.max(np.abs(np.asarray(features["pre_logits"]) - expected["pooled"]))))
+    print(f"PARITY {name} {source} {fmt} max|dlogit|={diffs[fmt][0]:.2e} "
+          f"max|dpooled|={diffs[fmt][1]:.2e} (logit std {expected['logits'].std():.2f})")
+  assert max(max(d) for d in diffs.values()) <= TOL, diffs
+  return diffs
+
+
+def check_torch(name, source, module, tmp_path, size, seed=0):
+  torch_reference.randomize(module, seed)
+  with torch.no_grad():  # swish nets shrink random logits to std ~0.1: make them O(1)
+    [m for m in module.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(10)
+  state = module.state_dict()
+  files = {"pth": tmp_path / "w.pth", "safetensors": tmp_path / "w.safetensors"}
+  torch.save(state, files["pth"])
+  safetensors_torch.save_file({k: v.contiguous() for k, v in state.items()}, files["safetensors"])
+  x = images(size, seed)
+  t = torch.from_numpy(np.ascontiguousarray(((x / 255 - MEAN) / STD).transpose(0, 3, 1, 2)))
+  with torch.no_grad():
+    expected = {"logits": module(t).numpy(), "pooled": module(t, pooled=True).numpy()}
+  assert expected["logits"].std() > 0.1, "reference logits are degenerate"
+  return compare(name, source, files, expected, x)
+
+
+@pytest.mark.parametrize("k", [0] + [pytest.param(k, marks=slow) for k in range(1, 8)])
+def test_efficientnet_torchvision(k, tmp_path):
+  check_torch(f"efficientnet_b{k}", "torchvision", ref.TorchvisionEfficientNet(k), tmp_path, 48)
+
+
+@pytest.mark.parametrize("k", [0] + [pytest.param(k, marks=slow) for k in range(1, 8)])
+def test_efficientnet_timm_tf(k, tmp_path):
+  # 49 px: odd sizes are where TF "SAME" and torch padding differ the other way.
+  check_torch(f"keras_efficientnet_b{k}", "timm", ref.TimmEfficientNetB(k), tmp_path, 49)
+
+
+# --- Keras ---------------------------------------------------------------------------
+
+KERAS_APPS = {f"keras_efficientnet_b{k}": f"EfficientNetB{k}" for k in range(8)}
+
+
+def check_keras(name, tmp_path, size, seed=0):
+  keras = pytest.importorskip("keras")
+  pytest.importorskip("h5py")
+  from test_parity_keras import randomize, write_legacy_h5
+
+  keras.utils.set_random_seed(seed)
+  app = getattr(keras.applications, KERAS_APPS[name])
+  reference = app(weights=None, input_shape=(size, size, 3), include_top=True,
+                  classifier_activation=None)
+  randomize(reference, seed)
+  head = reference.layers[-1]  # logits of std ~0.1 with Keras' Dense init: make them O(1)
+  head.set_weights([w * 10 for w in head.get_weights()])
+  # The published files' Normalization holds the ImageNet mean and (its bug) the std as
+  # "variance", undone by a Rescaling(1/sqrt(std)) that only weights="imagenet" adds:
+  # together (x/255 - mean) / std. weights=None has no such Rescaling, so give it std**2.
+  norm = next(l for l in reference.layers if isinstance(l, keras.layers.Normalization))
+  norm.set_weights([MEAN, STD ** 2, *norm.get_weights()[2:]])
+  both = keras.Model(reference.input, [reference.output, reference.get_layer("avg_pool").output])
+  x = images(size, seed)
+  logits, pooled = both.predict(x, verbose=0)  # jit-compiled once; eager calls compile per op
+  expected = {"logits": np.asarray(logits), "pooled": np.asarray(pooled)}
+  assert expected["logits"].std() > 0.1, "reference logits are degenerate"
+  files = {"keras3": tmp_path / "model.weights.h5", "legacy": tmp_path / "legacy.h5"}
+  reference.save_weights(files["keras3"])
+  write_legacy_h5(reference, files["legacy"])
+  return compare(name, "keras", files, expected, x)
+
+
+@pytest.mark.parametrize("k", [0] + [pytest.param(k, marks=slow) for k in range(1, 8)])
+def test_efficientnet_keras(k, tmp_path):
+  check_keras(f"keras_efficientnet_b{k}", tmp_path, 48)

@@ -1,0 +1,149 @@
+"""Reference EfficientNet-B* in torchvision's and timm's key layouts, written from the published
+architectures (torchvision ``models/efficientnet.py``, timm ``_efficientnet_blocks.py``),
+independently of tl_jax."""
+
+import math
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from torch_reference import Conv
+
+# EfficientNet-B0 (expand, kernel, stride, in, out, repeats), squeeze-excite 0.25 everywhere.
+B0 = ((1, 3, 1, 32, 16, 1), (6, 3, 2, 16, 24, 2), (6, 5, 2, 24, 40, 2), (6, 3, 2, 40, 80, 3),
+      (6, 5, 1, 80, 112, 3), (6, 5, 2, 112, 192, 4), (6, 3, 1, 192, 320, 1))
+SCALING = {0: (1.0, 1.0), 1: (1.0, 1.1), 2: (1.1, 1.2), 3: (1.2, 1.4), 4: (1.4, 1.8),
+           5: (1.6, 2.2), 6: (1.8, 2.6), 7: (2.0, 3.1)}
+
+
+def make_divisible(v, divisor=8):
+  new = max(divisor, int(v + divisor / 2) // divisor * divisor)
+  return new + divisor if new < 0.9 * v else new
+
+
+def scaled(k):
+  """B{k}'s stages: widths x width (rounded to 8), repeats x depth (ceil), stem and top scaled."""
+  width, depth = SCALING[k]
+  stages = tuple((e, kk, s, make_divisible(i * width), make_divisible(o * width), math.ceil(n * depth))
+                 for e, kk, s, i, o, n in B0)
+  return stages, make_divisible(32 * width), 4 * make_divisible(320 * width)
+
+
+# --- torchvision ---------------------------------------------------------------
+
+
+class ConvNormAct(nn.Sequential):
+  """torchvision's Conv2dNormActivation: ``.0`` conv (padding (k-1)//2), ``.1`` bn, activation."""
+
+  def __init__(self, inp, out, k, stride=1, groups=1, eps=1e-5, act=True):
+    layers = [nn.Conv2d(inp, out, k, stride, (k - 1) // 2, groups=groups, bias=False),
+              nn.BatchNorm2d(out, eps=eps)]
+    super().__init__(*layers, *([nn.SiLU()] if act else []))
+
+
+class SqueezeExcitation(nn.Module):
+  def __init__(self, inp, squeeze):
+    super().__init__()
+    self.fc1 = nn.Conv2d(inp, squeeze, 1)
+    self.fc2 = nn.Conv2d(squeeze, inp, 1)
+
+  def forward(self, x):
+    return x * torch.sigmoid(self.fc2(F.silu(self.fc1(x.mean((2, 3), keepdim=True)))))
+
+
+class TorchvisionMBConv(nn.Module):
+  def __init__(self, expand, k, stride, inp, out, eps):
+    super().__init__()
+    hidden = make_divisible(inp * expand)
+    layers = [ConvNormAct(inp, hidden, 1, eps=eps)] if hidden != inp else []
+    layers += [ConvNormAct(hidden, hidden, k, stride, hidden, eps),
+               SqueezeExcitation(hidden, max(1, inp // 4)),
+               ConvNormAct(hidden, out, 1, eps=eps, act=False)]
+    self.block = nn.Sequential(*layers)
+    self.skip = stride == 1 and inp == out
+
+  def forward(self, x):
+    return x + self.block(x) if self.skip else self.block(x)
+
+
+class TorchvisionEfficientNet(nn.Module):
+  """torchvision ``efficientnet_b{k}`` (eps 1e-5 for B0-B4, 1e-3 for B5-B7)."""
+
+  def __init__(self, k, num_classes=1000):
+    super().__init__()
+    stages, stem, top = scaled(k)
+    eps = 1e-3 if k >= 5 else 1e-5
+    layers = [ConvNormAct(3, stem, 3, 2, eps=eps)]
+    for e, kk, s, i, o, n in stages:
+      layers.append(nn.Sequential(*[TorchvisionMBConv(e, kk, s if b == 0 else 1, i if b == 0 else o, o, eps)
+                                    for b in range(n)]))
+    layers.append(ConvNormAct(stages[-1][4], top, 1, eps=eps))
+    self.features = nn.Sequential(*layers)
+    self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(top, num_classes))
+
+  def forward(self, x, pooled=False):
+    x = self.features(x).mean((2, 3))
+    return x if pooled else self.classifier(x)
+
+
+# --- timm tf_efficientnet_b* (TF "SAME" padding, eps 1e-3) -----------------------------
+
+
+class TimmSE(nn.Module):
+  def __init__(self, chs, reduced):
+    super().__init__()
+    self.conv_reduce = nn.Conv2d(chs, reduced, 1)
+    self.conv_expand = nn.Conv2d(reduced, chs, 1)
+
+  def forward(self, x):
+    return x * torch.sigmoid(self.conv_expand(F.silu(self.conv_reduce(x.mean((2, 3), keepdim=True)))))
+
+
+class TimmBlock(nn.Module):
+  """DepthwiseSeparableConv (expand 1) or InvertedResidual, with squeeze-excite 0.25 of the input."""
+
+  def __init__(self, expand, k, stride, inp, out, eps=1e-3):
+    super().__init__()
+    self.ds = expand == 1
+    hidden = inp * expand
+    if self.ds:
+      self.conv_dw, self.bn1 = Conv(inp, inp, k, stride, inp, True), nn.BatchNorm2d(inp, eps=eps)
+      self.se = TimmSE(inp, int(inp * 0.25))
+      self.conv_pw, self.bn2 = Conv(inp, out, 1), nn.BatchNorm2d(out, eps=eps)
+    else:
+      self.conv_pw, self.bn1 = Conv(inp, hidden, 1), nn.BatchNorm2d(hidden, eps=eps)
+      self.conv_dw = Conv(hidden, hidden, k, stride, hidden, True)
+      self.bn2 = nn.BatchNorm2d(hidden, eps=eps)
+      self.se = TimmSE(hidden, int(inp * 0.25))
+      self.conv_pwl, self.bn3 = Conv(hidden, out, 1), nn.BatchNorm2d(out, eps=eps)
+    self.skip = stride == 1 and inp == out
+
+  def forward(self, x):
+    if self.ds:
+      y = self.bn2(self.conv_pw(self.se(F.silu(self.bn1(self.conv_dw(x))))))
+    else:
+      y = F.silu(self.bn1(self.conv_pw(x)))
+      y = self.se(F.silu(self.bn2(self.conv_dw(y))))
+      y = self.bn3(self.conv_pwl(y))
+    return x + y if self.skip else y
+
+
+class TimmEfficientNetB(nn.Module):
+  """timm ``tf_efficientnet_b{k}``."""
+
+  def __init__(self, k, num_classes=1000):
+    super().__init__()
+    stages, stem, top = scaled(k)
+    self.conv_stem, self.bn1 = Conv(3, stem, 3, 2, tf_same=True), nn.BatchNorm2d(stem, eps=1e-3)
+    self.blocks = nn.Sequential(*[
+        nn.Sequential(*[TimmBlock(e, kk, s if b == 0 else 1, i if b == 0 else o, o) for b in range(n)])
+        for e, kk, s, i, o, n in stages])
+    self.conv_head = Conv(stages[-1][4], top, 1)
+    self.bn2 = nn.BatchNorm2d(top, eps=1e-3)
+    self.classifier = nn.Linear(top, num_classes)
+
+  def forward(self, x, pooled=False):
+    x = F.silu(self.bn1(self.conv_stem(x)))
+    x = F.silu(self.bn2(self.conv_head(self.blocks(x)))).mean((2, 3))
+    return x if pooled else self.classifier(x)
