@@ -50,7 +50,7 @@ def compare(name, source, files, expected, x):
   return diffs
 
 
-def check_torch(name, source, module, tmp_path, size, seed=0):
+def check_torch(name, source, module, tmp_path, size, seed=0, mean=MEAN, std=STD):
   torch_reference.randomize(module, seed)
   with torch.no_grad():  # swish nets shrink random logits to std ~0.1: make them O(1)
     [m for m in module.modules() if isinstance(m, torch.nn.Linear)][-1].weight.mul_(10)
@@ -59,7 +59,7 @@ def check_torch(name, source, module, tmp_path, size, seed=0):
   torch.save(state, files["pth"])
   safetensors_torch.save_file({k: v.contiguous() for k, v in state.items()}, files["safetensors"])
   x = images(size, seed)
-  t = torch.from_numpy(np.ascontiguousarray(((x / 255 - MEAN) / STD).transpose(0, 3, 1, 2)))
+  t = torch.from_numpy(np.ascontiguousarray(((x / 255 - mean) / std).transpose(0, 3, 1, 2)))
   with torch.no_grad():
     expected = {"logits": module(t).numpy(), "pooled": module(t, pooled=True).numpy()}
   assert expected["logits"].std() > 0.1, "reference logits are degenerate"
@@ -77,9 +77,22 @@ def test_efficientnet_timm_tf(k, tmp_path):
   check_torch(f"keras_efficientnet_b{k}", "timm", ref.TimmEfficientNetB(k), tmp_path, 49)
 
 
+@pytest.mark.parametrize("size", ["small", pytest.param("large", marks=slow)])
+def test_mobilenet_v3_torchvision(size, tmp_path):
+  check_torch(f"mobilenet_v3_{size}", "torchvision", ref.TorchvisionMobileNetV3(size), tmp_path, 64)
+
+
+@pytest.mark.parametrize("size", ["small", pytest.param("large", marks=slow)])
+def test_mobilenet_v3_timm_tf(size, tmp_path):
+  check_torch(f"keras_mobilenet_v3_{size}", "timm", ref.TimmMobileNetV3(size), tmp_path, 63,
+              mean=0.5, std=0.5)
+
+
 # --- Keras ---------------------------------------------------------------------------
 
-KERAS_APPS = {f"keras_efficientnet_b{k}": f"EfficientNetB{k}" for k in range(8)}
+KERAS_APPS = {**{f"keras_efficientnet_b{k}": f"EfficientNetB{k}" for k in range(8)},
+              "keras_mobilenet_v3_large": "MobileNetV3Large",
+              "keras_mobilenet_v3_small": "MobileNetV3Small"}
 
 
 def check_keras(name, tmp_path, size, seed=0):
@@ -92,17 +105,23 @@ def check_keras(name, tmp_path, size, seed=0):
   reference = app(weights=None, input_shape=(size, size, 3), include_top=True,
                   classifier_activation=None)
   randomize(reference, seed)
-  head = reference.layers[-1]  # logits of std ~0.1 with Keras' Dense init: make them O(1)
+  # Logits of std ~0.1 with Keras' classifier init: make them O(1).
+  head = [l for l in reference.layers if l.weights][-1]
   head.set_weights([w * 10 for w in head.get_weights()])
-  # The published files' Normalization holds the ImageNet mean and (its bug) the std as
-  # "variance", undone by a Rescaling(1/sqrt(std)) that only weights="imagenet" adds:
-  # together (x/255 - mean) / std. weights=None has no such Rescaling, so give it std**2.
-  norm = next(l for l in reference.layers if isinstance(l, keras.layers.Normalization))
-  norm.set_weights([MEAN, STD ** 2, *norm.get_weights()[2:]])
-  both = keras.Model(reference.input, [reference.output, reference.get_layer("avg_pool").output])
+  norms = [l for l in reference.layers if isinstance(l, keras.layers.Normalization)]
+  if norms:
+    # EfficientNet's published files hold the ImageNet mean and (a Keras bug) the std as
+    # "variance", undone by a Rescaling(1/sqrt(std)) that only weights="imagenet" adds:
+    # together (x/255 - mean) / std. weights=None lacks that Rescaling, so give it std**2.
+    norms[0].set_weights([MEAN, STD ** 2, *norms[0].get_weights()[2:]])
+    pooled = reference.get_layer("avg_pool").output
+  else:  # MobileNetV3: pre-logits are the activation of conv_2, the Dense on the pool
+    names = [l.name for l in reference.layers]
+    pooled = reference.layers[names.index("conv_2") + 1].output
+  both = keras.Model(reference.input, [reference.output, pooled])
   x = images(size, seed)
   logits, pooled = both.predict(x, verbose=0)  # jit-compiled once; eager calls compile per op
-  expected = {"logits": np.asarray(logits), "pooled": np.asarray(pooled)}
+  expected = {"logits": np.asarray(logits), "pooled": np.asarray(pooled).reshape(len(x), -1)}
   assert expected["logits"].std() > 0.1, "reference logits are degenerate"
   files = {"keras3": tmp_path / "model.weights.h5", "legacy": tmp_path / "legacy.h5"}
   reference.save_weights(files["keras3"])
@@ -113,3 +132,8 @@ def check_keras(name, tmp_path, size, seed=0):
 @pytest.mark.parametrize("k", [0] + [pytest.param(k, marks=slow) for k in range(1, 8)])
 def test_efficientnet_keras(k, tmp_path):
   check_keras(f"keras_efficientnet_b{k}", tmp_path, 48)
+
+
+@pytest.mark.parametrize("size", ["small", pytest.param("large", marks=slow)])
+def test_mobilenet_v3_keras(size, tmp_path):
+  check_keras(f"keras_mobilenet_v3_{size}", tmp_path, 64)

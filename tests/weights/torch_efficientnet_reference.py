@@ -1,4 +1,4 @@
-"""Reference EfficientNet-B* in torchvision's and timm's key layouts, written from the published
+"""Reference EfficientNet-B* and MobileNetV3 in torchvision's and timm's key layouts, written from the published
 architectures (torchvision ``models/efficientnet.py``, timm ``_efficientnet_blocks.py``),
 independently of tl_jax."""
 
@@ -36,20 +36,21 @@ def scaled(k):
 class ConvNormAct(nn.Sequential):
   """torchvision's Conv2dNormActivation: ``.0`` conv (padding (k-1)//2), ``.1`` bn, activation."""
 
-  def __init__(self, inp, out, k, stride=1, groups=1, eps=1e-5, act=True):
+  def __init__(self, inp, out, k, stride=1, groups=1, eps=1e-5, act=nn.SiLU):
     layers = [nn.Conv2d(inp, out, k, stride, (k - 1) // 2, groups=groups, bias=False),
               nn.BatchNorm2d(out, eps=eps)]
-    super().__init__(*layers, *([nn.SiLU()] if act else []))
+    super().__init__(*layers, *([act()] if act else []))
 
 
 class SqueezeExcitation(nn.Module):
-  def __init__(self, inp, squeeze):
+  def __init__(self, inp, squeeze, act=F.silu, gate=torch.sigmoid):
     super().__init__()
     self.fc1 = nn.Conv2d(inp, squeeze, 1)
     self.fc2 = nn.Conv2d(squeeze, inp, 1)
+    self.act, self.gate = act, gate
 
   def forward(self, x):
-    return x * torch.sigmoid(self.fc2(F.silu(self.fc1(x.mean((2, 3), keepdim=True)))))
+    return x * self.gate(self.fc2(self.act(self.fc1(x.mean((2, 3), keepdim=True)))))
 
 
 class TorchvisionMBConv(nn.Module):
@@ -59,7 +60,7 @@ class TorchvisionMBConv(nn.Module):
     layers = [ConvNormAct(inp, hidden, 1, eps=eps)] if hidden != inp else []
     layers += [ConvNormAct(hidden, hidden, k, stride, hidden, eps),
                SqueezeExcitation(hidden, max(1, inp // 4)),
-               ConvNormAct(hidden, out, 1, eps=eps, act=False)]
+               ConvNormAct(hidden, out, 1, eps=eps, act=None)]
     self.block = nn.Sequential(*layers)
     self.skip = stride == 1 and inp == out
 
@@ -146,4 +147,126 @@ class TimmEfficientNetB(nn.Module):
   def forward(self, x, pooled=False):
     x = F.silu(self.bn1(self.conv_stem(x)))
     x = F.silu(self.bn2(self.conv_head(self.blocks(x)))).mean((2, 3))
+    return x if pooled else self.classifier(x)
+
+
+# --- MobileNetV3 (Howard et al., 2019, Tables 1-2) ----------------------------------------
+
+# (in, kernel, expanded, out, squeeze-excite, activation, stride), as torchvision's table.
+V3_LARGE = ((16, 3, 16, 16, False, "RE", 1), (16, 3, 64, 24, False, "RE", 2),
+            (24, 3, 72, 24, False, "RE", 1), (24, 5, 72, 40, True, "RE", 2),
+            (40, 5, 120, 40, True, "RE", 1), (40, 5, 120, 40, True, "RE", 1),
+            (40, 3, 240, 80, False, "HS", 2), (80, 3, 200, 80, False, "HS", 1),
+            (80, 3, 184, 80, False, "HS", 1), (80, 3, 184, 80, False, "HS", 1),
+            (80, 3, 480, 112, True, "HS", 1), (112, 3, 672, 112, True, "HS", 1),
+            (112, 5, 672, 160, True, "HS", 2), (160, 5, 960, 160, True, "HS", 1),
+            (160, 5, 960, 160, True, "HS", 1))
+V3_SMALL = ((16, 3, 16, 16, True, "RE", 2), (16, 3, 72, 24, False, "RE", 2),
+            (24, 3, 88, 24, False, "RE", 1), (24, 5, 96, 40, True, "HS", 2),
+            (40, 5, 240, 40, True, "HS", 1), (40, 5, 240, 40, True, "HS", 1),
+            (40, 5, 120, 48, True, "HS", 1), (48, 5, 144, 48, True, "HS", 1),
+            (48, 5, 288, 96, True, "HS", 2), (96, 5, 576, 96, True, "HS", 1),
+            (96, 5, 576, 96, True, "HS", 1))
+# size: (table, last Dense width, timm's blocks per stage)
+V3 = {"large": (V3_LARGE, 1280, (1, 2, 3, 4, 2, 3)), "small": (V3_SMALL, 1024, (1, 2, 3, 2, 3))}
+ACT = {"RE": nn.ReLU, "HS": nn.Hardswish}
+
+
+class TorchvisionV3Block(nn.Module):
+  def __init__(self, inp, k, exp, out, se, act, stride):
+    super().__init__()
+    act = ACT[act]
+    layers = [ConvNormAct(inp, exp, 1, eps=1e-3, act=act)] if exp != inp else []
+    layers.append(ConvNormAct(exp, exp, k, stride, exp, 1e-3, act))
+    if se:
+      layers.append(SqueezeExcitation(exp, make_divisible(exp // 4), F.relu, F.hardsigmoid))
+    layers.append(ConvNormAct(exp, out, 1, eps=1e-3, act=None))
+    self.block = nn.Sequential(*layers)
+    self.skip = stride == 1 and inp == out
+
+  def forward(self, x):
+    return x + self.block(x) if self.skip else self.block(x)
+
+
+class TorchvisionMobileNetV3(nn.Module):
+  """torchvision ``mobilenet_v3_{large,small}`` (BatchNorm eps 1e-3)."""
+
+  def __init__(self, size, num_classes=1000):
+    super().__init__()
+    table, last, _ = V3[size]
+    top = 6 * table[-1][3]
+    self.features = nn.Sequential(ConvNormAct(3, 16, 3, 2, eps=1e-3, act=nn.Hardswish),
+                                  *[TorchvisionV3Block(*row) for row in table],
+                                  ConvNormAct(table[-1][3], top, 1, eps=1e-3, act=nn.Hardswish))
+    self.classifier = nn.Sequential(nn.Linear(top, last), nn.Hardswish(), nn.Dropout(0.2),
+                                    nn.Linear(last, num_classes))
+
+  def forward(self, x, pooled=False):
+    x = self.features(x).mean((2, 3))
+    return self.classifier[1](self.classifier[0](x)) if pooled else self.classifier(x)
+
+
+class TimmV3Block(nn.Module):
+  """timm's DepthwiseSeparableConv (no expansion) or InvertedResidual; TF "SAME" padding, eps 1e-3."""
+
+  def __init__(self, inp, k, exp, out, se, act, stride):
+    super().__init__()
+    self.ds, self.act = exp == inp, ACT[act]()
+    eps = 1e-3
+    if self.ds:
+      self.conv_dw, self.bn1 = Conv(inp, inp, k, stride, inp, True), nn.BatchNorm2d(inp, eps=eps)
+    else:
+      self.conv_pw, self.bn1 = Conv(inp, exp, 1), nn.BatchNorm2d(exp, eps=eps)
+      self.conv_dw, self.bn2 = Conv(exp, exp, k, stride, exp, True), nn.BatchNorm2d(exp, eps=eps)
+    self.se = TimmSE(exp, make_divisible(exp * 0.25)) if se else nn.Identity()
+    if se:
+      self.se.forward = lambda x, se=self.se: x * F.hardsigmoid(
+          se.conv_expand(F.relu(se.conv_reduce(x.mean((2, 3), keepdim=True)))))
+    if self.ds:
+      self.conv_pw, self.bn2 = Conv(inp, out, 1), nn.BatchNorm2d(out, eps=eps)
+    else:
+      self.conv_pwl, self.bn3 = Conv(exp, out, 1), nn.BatchNorm2d(out, eps=eps)
+    self.skip = stride == 1 and inp == out
+
+  def forward(self, x):
+    if self.ds:
+      y = self.bn2(self.conv_pw(self.se(self.act(self.bn1(self.conv_dw(x))))))
+    else:
+      y = self.act(self.bn1(self.conv_pw(x)))
+      y = self.se(self.act(self.bn2(self.conv_dw(y))))
+      y = self.bn3(self.conv_pwl(y))
+    return x + y if self.skip else y
+
+
+class TimmConvBnAct(nn.Module):
+  def __init__(self, inp, out):
+    super().__init__()
+    self.conv, self.bn1 = Conv(inp, out, 1), nn.BatchNorm2d(out, eps=1e-3)
+
+  def forward(self, x):
+    return F.hardswish(self.bn1(self.conv(x)))
+
+
+class TimmMobileNetV3(nn.Module):
+  """timm ``tf_mobilenetv3_{large,small}_100``: the top conv is a last stage; ``conv_head``
+  a 1x1 conv (with bias) on the pooled map."""
+
+  def __init__(self, size, num_classes=1000):
+    super().__init__()
+    table, last, groups = V3[size]
+    self.conv_stem, self.bn1 = Conv(3, 16, 3, 2, tf_same=True), nn.BatchNorm2d(16, eps=1e-3)
+    stages, i = [], 0
+    for n in groups:
+      stages.append(nn.Sequential(*[TimmV3Block(*row) for row in table[i:i + n]]))
+      i += n
+    top = 6 * table[-1][3]
+    stages.append(nn.Sequential(TimmConvBnAct(table[-1][3], top)))
+    self.blocks = nn.Sequential(*stages)
+    self.conv_head = nn.Conv2d(top, last, 1)
+    self.classifier = nn.Linear(last, num_classes)
+
+  def forward(self, x, pooled=False):
+    x = F.hardswish(self.bn1(self.conv_stem(x)))
+    x = self.blocks(x).mean((2, 3), keepdim=True)
+    x = F.hardswish(self.conv_head(x)).flatten(1)
     return x if pooled else self.classifier(x)
