@@ -9,25 +9,17 @@ setting of 2,000 images). Strategies as in compare_digits.strategies(), at
 64 px (the 32 px images upsampled: fine-tuning at 224 px does not fit the
 2-core CPU budget), plus the linear probe at 224 px on cached features, checked
 against scikit-learn's LogisticRegression on the same features. Results and
-wall times: BENCHMARKS.md, "Transfer vs. scratch (CIFAR-10 subset)".
+wall times: BENCHMARKS.md, "Transfer vs. scratch (CIFAR-10 subset)"; expected
+final test accuracy at 200 images per class: ~81% full fine-tuning, ~89% the
+224 px linear probe, ~9% scratch.
 """
-
-import importlib.util
-import os
 
 import ml_collections
 
-
-def _digits_config():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_digits.py")
-  spec = importlib.util.spec_from_file_location("compare_digits", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from configs import compare_digits as digits
 
 
 def get_config() -> ml_collections.ConfigDict:
-  digits = _digits_config()
   c = digits.get_config()
   c.data.update(dict(name="npz", path="../shared/data/cifar10_subset_train.npz", image_size=64,
                      test_fraction=1000 / 5085, val_fraction=0.1))

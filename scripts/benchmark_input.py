@@ -134,13 +134,9 @@ def main():
 
 
 def _quickstart(size):
-  import importlib.util
+  from configs import quickstart  # the repository root is on sys.path (above)
 
-  spec = importlib.util.spec_from_file_location(
-      "quickstart", os.path.join(os.path.dirname(__file__), "..", "configs", "quickstart.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config().to_dict()
+  config = quickstart.get_config().to_dict()
   config["data"]["image_size"] = size
   return config
 

@@ -1,4 +1,4 @@
-import importlib.util
+import importlib
 import pathlib
 
 import numpy as np
@@ -8,10 +8,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _load_config(name: str):
-  spec = importlib.util.spec_from_file_location(name, ROOT / "configs" / f"{name}.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
+  return importlib.import_module(f"configs.{name}").get_config()  # the package at ROOT (pytest's cwd)
 
 
 def _random_batch(n: int = 8, size: int = 32, seed: int = 0) -> dict[str, np.ndarray]:

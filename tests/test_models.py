@@ -88,6 +88,7 @@ def test_registry_errors():
 
 def test_missing_file_says_what_to_get_and_where(tmp_path, monkeypatch):
   monkeypatch.setenv("TL_JAX_WEIGHTS", str(tmp_path))
+  monkeypatch.setenv("TL_JAX_OFFLINE", "1")  # else the file is downloaded (tests/weights/test_download.py)
   with pytest.raises(FileNotFoundError) as e:
     weights.load_pretrained("resnet50")
   assert "https://download.pytorch.org/models/resnet50-0676ba61.pth" in str(e.value)

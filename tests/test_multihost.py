@@ -2,6 +2,11 @@
 
 Every run is ``scripts/train.py`` in its own process: the real entry point,
 with ``jax.distributed.initialize`` driven by its flags.
+
+Tolerances are measured, not tuned on one CPU: one process with two devices
+computes the same global-batch math as one device, in another reduction order.
+How far those two runs end apart is this machine's float32 noise; two processes
+must land within a small multiple of it (tests/noise.py).
 """
 
 import json
@@ -13,6 +18,7 @@ import subprocess
 import sys
 
 import jax
+import noise
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
@@ -29,7 +35,7 @@ def _free_port() -> int:
     return s.getsockname()[1]
 
 
-def _train(workdir, data_path, cache_dir, processes: int = 1) -> None:
+def _train(workdir, data_path, cache_dir, processes: int = 1, devices: int = 1) -> None:
   args = [sys.executable, str(ROOT / "scripts" / "train.py"), "--config", str(ROOT / "configs" / "quickstart.py"),
           f"--workdir={workdir}", "--config.data.name=npz", f"--config.data.path={data_path}",
           "--config.data.image_size=32", "--config.train.num_epochs=2", "--config.train.batch_size=16",
@@ -44,6 +50,8 @@ def _train(workdir, data_path, cache_dir, processes: int = 1) -> None:
           "--config.optim.name=sgd", "--config.optim.lr=0.01"]
   env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
   env.pop("XLA_FLAGS", None)  # one CPU device per process
+  if devices > 1:
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
   if processes == 1:
     procs = [subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
   else:
@@ -71,31 +79,36 @@ def _params(workdir, step: int) -> dict[str, np.ndarray]:
   return partition.flatten(jax.device_get(checkpointer.restore(path, target)["params"]))
 
 
-def _assert_same_run(run, reference) -> None:
-  got, want = _records(run), _records(reference)
-  assert [r["step"] for r in got] == [r["step"] for r in want]
-  np.testing.assert_allclose([r["train_loss"] for r in got], [r["train_loss"] for r in want], rtol=1e-5)
-  np.testing.assert_allclose([r["val_loss"] for r in got], [r["val_loss"] for r in want], rtol=1e-5)
-  final = want[-1]["step"]
-  p_run, p_ref = _params(run, final), _params(reference, final)
-  assert set(p_run) == set(p_ref)
-  for k in p_ref:
-    np.testing.assert_allclose(p_run[k], p_ref[k], rtol=1e-4, atol=1e-4 * np.abs(p_ref[k]).max(), err_msg=k)
+def _quantities(workdir) -> dict:
+  """Train and validation losses and each final parameter leaf of a run."""
+  records = _records(workdir)
+  return {"train_loss": [r["train_loss"] for r in records], "val_loss": [r["val_loss"] for r in records],
+          **_params(workdir, records[-1]["step"])}
 
 
-# ~1 min on the 2-core CPU (trainer runs: 1 process, 2, 2 resumed).
+def _assert_same_run(run, reference, allowed: dict[str, float]) -> None:
+  """``run`` equals ``reference`` within the ``allowed`` (measured) differences."""
+  assert [r["step"] for r in _records(run)] == [r["step"] for r in _records(reference)]
+  got, want = _quantities(run), _quantities(reference)
+  assert set(got) == set(want)
+  noise.assert_within(got, want, allowed)
+
+
+# ~1.5 min on the 2-core CPU (trainer runs: 1 process, 1 process on 2 devices, 2, 2 resumed).
 def test_two_processes_match_one_and_resume(tmp_path):
   # 120 real digits: 4 steps of 16 per epoch, 2 epochs.
   images, labels, _ = in_package.digits()
   data = tmp_path / "digits.npz"
   np.savez(data, x=images[:120], y=labels[:120])
   cache = tmp_path / "jax_cache"
-  single, double = tmp_path / "single", tmp_path / "double"
+  single, two_devices, double = tmp_path / "single", tmp_path / "two_devices", tmp_path / "double"
   _train(single, data, cache)
+  _train(two_devices, data, cache, devices=2)
+  allowed = noise.bounds(_quantities(single), _quantities(two_devices))
   _train(double, data, cache, processes=2)
   # One checkpoint tree for both processes, written once.
   assert sorted(os.listdir(double / "checkpoints")) == sorted(os.listdir(single / "checkpoints"))
-  _assert_same_run(double, single)
+  _assert_same_run(double, single, allowed)
   assert _records(single)[-1]["train_loss"] < _records(single)[0]["train_loss"]
 
   # Interrupted after epoch 1: the last checkpoint and its record are gone.
@@ -104,4 +117,4 @@ def test_two_processes_match_one_and_resume(tmp_path):
   with open(double / "metrics.jsonl", "w") as f:
     f.write(json.dumps(records[0]) + "\n")
   _train(double, data, cache, processes=2)
-  _assert_same_run(double, single)
+  _assert_same_run(double, single, allowed)

@@ -26,10 +26,11 @@ def _new_figure(figsize) -> Figure:
 
 
 def _save(fig: Figure, path) -> str:
-    path = os.fspath(path)
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
+    if not hasattr(path, "write"):  # else a binary file object (TensorBoard images)
+        path = os.fspath(path)
+        parent = os.path.dirname(path)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
     try:
         fig.savefig(path, format="png", dpi=100, bbox_inches="tight")
     finally:
@@ -51,7 +52,7 @@ def plot_confusion_matrix(
     Args:
         confusion: ``[C, C]`` count matrix, rows true and columns predicted.
         class_names: ``C`` tick labels.
-        path: Output file; parent directories are created.
+        path: Output file, parent directories created; or a binary file object.
         normalize: Colour by row-normalised fraction (recall per cell) and
             show it under each count; otherwise colour by raw counts.
         title: Optional figure title.

@@ -1,17 +1,15 @@
 """``train_and_evaluate(config, workdir)``: the only impure loop, and its evaluator.
 
-A workdir holds everything a run leaves behind::
-
-  config.json         the resolved config (a rerun must match it, then resumes)
-  metrics.jsonl       one JSON record per evaluation
-  checkpoints/<step>  Orbax checkpoints: the latest k and the best by val accuracy
-  feature_cache/      backbone features per split, when only the head trains
-  curves.png          training curves
-  eval/<split>_step<N>/{report.json,confusion_matrix.png}
+``train_and_evaluate`` is four named steps, read top to bottom: ``_set_up``
+(data, the state of the phase to resume, jitted steps), ``_restore`` (the
+newest checkpoint, if any), ``_train`` (step; at the end of an evaluated epoch:
+evaluate, checkpoint, record) and ``_final_evaluation`` (test the final and the
+best checkpoint). What a workdir holds is listed in ``tl_jax.workdir``.
 """
 
+from collections.abc import Callable
+import dataclasses
 import functools
-import json
 import logging
 import os
 import time
@@ -24,8 +22,11 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import (checkpoint, data as data_lib, feature_cache, metrics, models, optim, partition, plots,
-                    sharding, steps, strategies, weights)
+from tl_jax import (checkpoint, data as data_lib, feature_cache, models, optim, partition, plots, sharding,
+                    steps, strategies, tensorboard_log, weights, workdir as workdir_lib)
+# Public API of the trainer, defined next to what they belong to.
+from tl_jax.evaluation import evaluate_split, write_report  # noqa: F401
+from tl_jax.workdir import load_config  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ def _model(config, num_classes: int, **kwargs):
   float32 parameters and optimizer state (mixed precision)."""
   mcfg = config.model
   return models.create(mcfg.name, num_classes, dropout_rate=mcfg.dropout_rate, drop_path_rate=mcfg.drop_path_rate,
-                       dtype=jnp.dtype(mcfg.get("dtype", "float32")), **kwargs)
+                       dtype=jnp.dtype(mcfg.get("dtype", "float32")), layer_impl=mcfg.get("layer_impl", "auto"),
+                       **kwargs)
 
 
 def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool = True, phase: int = 0):
@@ -87,63 +89,6 @@ def next_phase(config, state, num_classes: int, total_steps: int, phase: int):
   return new.replace(step=state.step, opt_state=strategies.carry_opt_state(state.opt_state, new.opt_state)), groups
 
 
-def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_classes: int,
-                   mesh: Mesh | None = None) -> dict[str, Any]:
-  """Runs ``eval_fn`` over a whole split; returns the report and the confusion matrix.
-
-  With a ``mesh``, each process feeds its rows of every batch and ``eval_fn``
-  must return replicated outputs (every process then sees all predictions).
-  """
-  preds, hits, losses = [], [], []
-  for batch, n in data_lib.eval_batches(split, batch_size):
-    if mesh is not None:
-      batch = sharding.put_batch({k: v[sharding.host_rows(batch_size)] for k, v in batch.items()}, mesh)
-    out = jax.device_get(eval_fn(state, batch))
-    preds.append(out["pred"][:n]), hits.append(out["top_k"][:n]), losses.append(out["loss"][:n])
-  confusion = metrics.confusion_matrix(split.labels, np.concatenate(preds), num_classes)
-  top5 = np.concatenate(hits) if num_classes > 5 else None  # top-5 of <= 5 classes is always 1
-  report = metrics.classification_report(confusion, top5_correct=top5)
-  report["loss"] = float(np.concatenate(losses).mean())
-  return {"report": report, "confusion": confusion}
-
-
-def write_report(out_dir: str, result: dict[str, Any], class_names: list[str], title: str) -> str:
-  """``report.json`` and ``confusion_matrix.png`` into ``out_dir``; returns the json path."""
-  os.makedirs(out_dir, exist_ok=True)
-  report = dict(result["report"])
-  for entry, name in zip(report["per_class"], class_names):
-    entry["name"] = name
-  report["confusion_matrix"] = result["confusion"].tolist()
-  path = os.path.join(out_dir, "report.json")
-  with open(path, "w") as f:
-    json.dump(report, f, indent=1)
-  plots.plot_confusion_matrix(result["confusion"], class_names,
-                              os.path.join(out_dir, "confusion_matrix.png"), title=title)
-  return path
-
-
-def _check_workdir_config(config, workdir: str) -> None:
-  """Saves the config, or checks that a rerun uses the same one (then it resumes)."""
-  path = os.path.join(workdir, "config.json")
-  current = json.loads(config.to_json())
-  if os.path.exists(path):
-    with open(path) as f:
-      saved = json.load(f)
-    if saved != current:
-      diff = sorted(k for k in set(partition.flatten(saved)) | set(partition.flatten(current))
-                    if partition.flatten(saved).get(k) != partition.flatten(current).get(k))
-      raise ValueError(
-          f"{workdir} holds a run with another config (differs in: {', '.join(diff)}). "
-          "Use a new --workdir, or rerun with the saved config to resume."
-      )
-    return
-  os.makedirs(workdir, exist_ok=True)
-  if jax.process_index() == 0:  # atomic: other processes may be reading it
-    with open(path + ".tmp", "w") as f:
-      f.write(config.to_json(indent=1))
-    os.replace(path + ".tmp", path)
-
-
 def enable_compilation_cache(cache_dir: str) -> None:
   """JAX's persistent compilation cache in ``cache_dir`` ("" leaves it off).
 
@@ -155,15 +100,6 @@ def enable_compilation_cache(cache_dir: str) -> None:
     jax.config.update("jax_compilation_cache_dir", os.path.expanduser(cache_dir))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run saved in ``workdir``."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: is {workdir!r} the workdir of a tl_jax run?")
-  with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
 
 
 def _log_groups(state, groups: optim.ParamGroups) -> None:
@@ -179,6 +115,49 @@ def _log_groups(state, groups: optim.ParamGroups) -> None:
   log.info("BatchNorm layers using running statistics: %d", frozen_bn)
 
 
+
+def abstract_state(config, num_classes: int, total_steps: int, phase: int, sharding_=None):
+  """Shapes, dtypes (and ``sharding_``) of phase ``phase``'s state: a restore target
+  that reads no pretrained weights."""
+  abstract = jax.eval_shape(lambda: create_state(config, num_classes, total_steps, pretrained=False,
+                                                 phase=phase)[0])
+  if sharding_ is None:
+    return abstract
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_), abstract)
+
+
+def _phase_of(config, step: int) -> int:
+  """The phase of the step that saved checkpoint ``step``."""
+  return strategies.phase_at(config, max(step - 1, 0))
+
+
+@dataclasses.dataclass
+class _Run:
+  """What the steps of ``train_and_evaluate`` share; only the phase changes after ``_set_up``."""
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  mesh: Mesh
+  dataset: data_lib.Dataset
+  val_name: str  # the split that picks the best checkpoint
+  ckpts: checkpoint.Checkpoints
+  steps_per_epoch: int
+  total_steps: int
+  cached: bool  # the head trains on cached backbone features
+  evaluate: Callable[[Any, data_lib.Split], dict[str, Any]]
+  new_train_fn: Callable[[], Callable]  # a fresh jitted train step
+  phase: int
+  groups: optim.ParamGroups
+  train_fns: dict[int, Callable]  # one jitted step per phase: each compiles once
+  t_start: float  # the call
+  t0: float  # training (feature extraction included)
+  writer: tensorboard_log.MetricsWriter | None = None  # TensorBoard events; opened by ``_train``
+
+  @property
+  def main_process(self) -> bool:
+    return jax.process_index() == 0
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
   """Fine-tunes ``config.model`` on ``config.data``; resumes if ``workdir`` has checkpoints.
 
@@ -188,23 +167,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Returns test accuracies of the final and of the best (by validation) checkpoint.
   """
-  t_start = time.time()
-  enable_compilation_cache(config.train.get("compilation_cache_dir", ""))
-  _check_workdir_config(config, workdir)
+  run, state = _set_up(config, workdir)
+  state = _restore(run, state)
+  state = _train(run, state)
+  return _final_evaluation(run, state)
+
+
+def _set_up(config, workdir: str) -> tuple[_Run, Any]:
+  """Checks the workdir and the data; builds the state of the phase to resume and the jitted steps."""
+  t_start, tcfg = time.time(), config.train
+  enable_compilation_cache(tcfg.get("compilation_cache_dir", ""))
+  workdir_lib.check_config(config, workdir)
   mesh = sharding.make_mesh()
-  main_process = jax.process_index() == 0
   dataset = data_lib.load(config.data)
   val_name = "val" if "val" in dataset.splits else "test"
   if val_name == "test":
     log.warning("No validation split (data.val_fraction=0): the best checkpoint is chosen on test.")
-  tcfg = config.train
   sharding.check_batch_size(tcfg.batch_size, mesh)
   sharding.check_batch_size(tcfg.eval_batch_size, mesh, "train.eval_batch_size")
   steps_per_epoch = len(dataset.splits["train"]) // tcfg.batch_size
   total_steps = tcfg.num_epochs * steps_per_epoch
   ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints)
-  phase_of = lambda step: strategies.phase_at(config, max(step - 1, 0))  # of the step that saved it
-  phase = phase_of(ckpts.latest_step() or 0)
+  phase = _phase_of(config, ckpts.latest_step() or 0)
   state, groups = create_state(config, dataset.num_classes, total_steps, phase=phase)
   cached = feature_cache.applies(config, groups, state.batch_stats)
   t0 = time.time()
@@ -212,111 +196,138 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     # Only process 0 writes the files; the others extract their own copy rather
     # than read one that may be half written.
     dataset = feature_cache.extract_all(state, dataset, tcfg.eval_batch_size,
-                                        os.path.join(workdir, "feature_cache") if main_process else None)
+                                        os.path.join(workdir, "feature_cache") if jax.process_index() == 0
+                                        else None)
     state = feature_cache.on_features(state)
     log.info("Backbone frozen: training the head on cached features (%.1f s).", time.time() - t0)
-  train, test = dataset.splits["train"], dataset.splits["test"]
   log.info("data %s: %s; %d classes; %d steps of batch %d", config.data.name,
            ", ".join(f"{k} {len(v)}" for k, v in dataset.splits.items()), dataset.num_classes,
            total_steps, tcfg.batch_size)
   _log_groups(state, groups)
 
-  state = sharding.replicate(state, mesh)
-  if ckpts.latest_step() is not None:
-    state = ckpts.restore(ckpts.latest_step(), state)
-    log.info("Resumed from %s at step %d.", workdir, int(state.step))
   loss_fn = functools.partial(steps.cross_entropy, label_smoothing=tcfg.label_smoothing)
   augment_fn = data_lib.augment.from_config(config.get("augment"))  # None: all options off
-  # One jitted step per phase: each compiles once (its state has its own structure).
   # Replicated outputs: every process can read the new state and the metrics.
   new_train_fn = lambda: jax.jit(
       functools.partial(steps.train_step, loss_fn=loss_fn, augment_fn=augment_fn), donate_argnums=0,
       out_shardings=sharding.replicated(mesh))
-  train_fns = {phase: new_train_fn()}
   eval_fn = jax.jit(steps.eval_step, out_shardings=sharding.replicated(mesh))
   evaluate = functools.partial(evaluate_split, eval_fn, batch_size=tcfg.eval_batch_size,
                                num_classes=dataset.num_classes, mesh=mesh)
-  lr = optim.schedule(config.optim, total_steps)
-  rng = sharding.replicate(jax.random.key(config.seed), mesh)
+  run = _Run(config, workdir, mesh, dataset, val_name, ckpts, steps_per_epoch, total_steps, cached, evaluate,
+             new_train_fn, phase, groups, {phase: new_train_fn()}, t_start, t0)
+  return run, sharding.replicate(state, mesh)
 
+
+def _restore(run: _Run, state):
+  """``state`` from the newest checkpoint, if there is one (it saved in ``run.phase``)."""
+  step = run.ckpts.latest_step()
+  if step is None:
+    return state
+  state = run.ckpts.restore(step, state)
+  log.info("Resumed from %s at step %d.", run.workdir, int(state.step))
+  return state
+
+
+def _train(run: _Run, state):
+  """Trains from ``state.step`` to the end; evaluates, checkpoints and records every
+  ``train.eval_every_epochs`` epochs and after the last step."""
+  config, tcfg = run.config, run.config.train
   start = int(state.step)
   # The loader's position is the restored step: resumed runs see the same batches.
   # Each process reads only its rows of every global batch (the pipeline's host shard).
-  batches = data_lib.train_batches(train, tcfg.batch_size, config.seed, start,
+  batches = data_lib.train_batches(run.dataset.splits["train"], tcfg.batch_size, config.seed, start,
                                    loading=data_lib.pipeline.Loading(**config.data.get("loading", {})))
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-  window: list[dict[str, jax.Array]] = []
-  t_epoch = t0
-  with tqdm.tqdm(total=total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
-    for step in range(start, total_steps):
-      if strategies.phase_at(config, step) != phase:
-        phase = strategies.phase_at(config, step)
-        state, groups = next_phase(config, state, dataset.num_classes, total_steps, phase)
-        state = sharding.replicate(state, mesh)
-        train_fns[phase] = new_train_fn()
-        tqdm.tqdm.write(f"step {step}: phase {phase + 1}")
-        _log_groups(state, groups)
-      state, m = train_fns[phase](state, sharding.put_batch(next(batches), mesh), rng)
+  rng = sharding.replicate(jax.random.key(config.seed), run.mesh)
+  run.writer = tensorboard_log.MetricsWriter(run.workdir, enabled=run.main_process, start_step=start,
+                                             batch_size=tcfg.batch_size)
+  window: list[dict[str, jax.Array]] = []  # step metrics since the last evaluation, on device
+  t_epoch = run.t0
+  with tqdm.tqdm(total=run.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
+    for step in range(start, run.total_steps):
+      state = _enter_phase(run, state, step)
+      state, m = run.train_fns[run.phase](state, sharding.put_batch(next(batches), run.mesh), rng)
       if step == start:
         jax.block_until_ready(m)
-        log.info("First step done %.1f s after start (compiling included).", time.time() - t_start)
+        log.info("First step done %.1f s after start (compiling included).", time.time() - run.t_start)
       window.append(m)
       bar.update()
-      epoch, in_epoch = divmod(step + 1, steps_per_epoch)
-      last = step + 1 == total_steps
-      if in_epoch or not (epoch % tcfg.eval_every_epochs == 0 or last):
+      epoch, in_epoch = divmod(step + 1, run.steps_per_epoch)
+      if in_epoch or not (epoch % tcfg.eval_every_epochs == 0 or step + 1 == run.total_steps):
         if (step + 1) % tcfg.log_every_steps == 0:  # reading values syncs: not every step
           bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
+          run.writer.train(step + 1, window, run.groups, float(optim.schedule(config.optim, run.total_steps)(step)))
         continue
-      host, window = jax.device_get(window), []
-      result = evaluate(state, dataset.splits[val_name])
-      record = {
-          "step": step + 1, "epoch": epoch, "lr": float(lr(step)),
-          "train_loss": float(np.mean([w["loss"] for w in host])),
-          "train_accuracy": float(np.mean([w["accuracy"] for w in host])),
-          "val_loss": result["report"]["loss"], "val_accuracy": result["report"]["accuracy"],
-          "elapsed_s": round(time.time() - t0, 1), "epoch_s": round(time.time() - t_epoch, 3),
-      }
-      t_epoch = time.time()
-      if main_process:
-        with open(metrics_path, "a") as f:
-          f.write(json.dumps(record) + "\n")
-      ckpts.save(step + 1, state, {"val_accuracy": record["val_accuracy"]})
+      record = _evaluate_and_save(run, state, step + 1, epoch, window, t_epoch)
+      window, t_epoch = [], time.time()
       bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['val_accuracy']:.4f}")
       tqdm.tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} "
-                      f"acc {record['train_accuracy']:.4f} | {val_name} loss {record['val_loss']:.4f} "
+                      f"acc {record['train_accuracy']:.4f} | {run.val_name} loss {record['val_loss']:.4f} "
                       f"acc {record['val_accuracy']:.4f}")
+  return state
 
-  if main_process:
-    with open(metrics_path) as f:
-      plots.plot_training_curves([json.loads(line) for line in f], os.path.join(workdir, "curves.png"))
-  # Test both the final model (the fixed recipe's result) and the best one by
-  # validation accuracy (noisy on small validation splits).
-  summary = {"final_step": total_steps, "best_step": ckpts.best_step(), "cached_features": cached,
-             "train_step_compiles": [fn._cache_size() for fn in train_fns.values()]}
 
-  def restore(step):  # into the state structure of the phase that saved it
-    if phase_of(step) == phase:
-      return ckpts.restore(step, state)
-    abstract = jax.eval_shape(lambda: create_state(config, dataset.num_classes, total_steps,
-                                                   pretrained=False, phase=phase_of(step))[0])
-    replicated = sharding.replicated(mesh)
-    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), abstract)
-    return ckpts.restore(step, abstract)
+def _enter_phase(run: _Run, state, step: int):
+  """``state`` switched to the phase of ``step`` if that is a new one (with its own jitted step)."""
+  phase = strategies.phase_at(run.config, step)
+  if phase == run.phase:
+    return state
+  run.phase = phase
+  state, run.groups = next_phase(run.config, state, run.dataset.num_classes, run.total_steps, phase)
+  run.train_fns[phase] = run.new_train_fn()
+  tqdm.tqdm.write(f"step {step}: phase {phase + 1}")
+  _log_groups(state, run.groups)
+  return sharding.replicate(state, run.mesh)
 
-  for name, step in (("final", total_steps), ("best", summary["best_step"])):
-    result = evaluate(restore(step), test)
-    out = os.path.join(workdir, "eval", f"test_step{step}")
-    if main_process:
-      write_report(out, result, dataset.class_names, f"test, step {step}")
-    summary |= {f"{name}_val_accuracy": ckpts.metrics(step)["val_accuracy"],
+
+def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch: float) -> dict[str, Any]:
+  """Evaluates on the validation split, checkpoints ``step`` and appends its record to metrics.jsonl."""
+  host = jax.device_get(window)
+  result = run.evaluate(state, run.dataset.splits[run.val_name])
+  record = {
+      "step": step, "epoch": epoch, "lr": float(optim.schedule(run.config.optim, run.total_steps)(step - 1)),
+      "train_loss": float(np.mean([w["loss"] for w in host])),
+      "train_accuracy": float(np.mean([w["accuracy"] for w in host])),
+      "val_loss": result["report"]["loss"], "val_accuracy": result["report"]["accuracy"],
+      "elapsed_s": round(time.time() - run.t0, 1), "epoch_s": round(time.time() - t_epoch, 3),
+  }
+  if run.main_process:
+    workdir_lib.append_metrics(run.workdir, record)
+  run.writer.evaluation(record, result, run.dataset.class_names)
+  run.ckpts.save(step, state, {"val_accuracy": record["val_accuracy"]})
+  return record
+
+
+def _final_evaluation(run: _Run, state) -> dict[str, Any]:
+  """Tests the final model (the fixed recipe's result) and the best one by validation
+  accuracy (noisy on small validation splits); writes reports, curves and summary.json."""
+  if run.main_process:
+    plots.plot_training_curves(workdir_lib.read_metrics(run.workdir), os.path.join(run.workdir, "curves.png"))
+  summary = {"final_step": run.total_steps, "best_step": run.ckpts.best_step(), "cached_features": run.cached,
+             "train_step_compiles": [fn._cache_size() for fn in run.train_fns.values()]}
+  for name, step in (("final", run.total_steps), ("best", summary["best_step"])):
+    result = run.evaluate(_restore_at(run, state, step), run.dataset.splits["test"])
+    out = os.path.join(run.workdir, "eval", f"test_step{step}")
+    if run.main_process:
+      write_report(out, result, run.dataset.class_names, f"test, step {step}")
+    run.writer.report(f"test_{name}", step, result, run.dataset.class_names)
+    summary |= {f"{name}_val_accuracy": run.ckpts.metrics(step)["val_accuracy"],
                 f"{name}_test_accuracy": result["report"]["accuracy"],
                 f"{name}_test_macro_f1": result["report"]["macro_f1"], f"{name}_report_dir": out}
-  summary["train_time_s"] = round(time.time() - t0, 1)
-  if main_process:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=1)
+  summary["train_time_s"] = round(time.time() - run.t0, 1)
+  run.writer.close()
+  if run.main_process:
+    workdir_lib.write_summary(run.workdir, summary)
   return summary
+
+
+def _restore_at(run: _Run, state, step: int):
+  """Checkpoint ``step`` in the state structure of the phase that saved it."""
+  phase = _phase_of(run.config, step)
+  if phase == run.phase:
+    return run.ckpts.restore(step, state)
+  return run.ckpts.restore(step, abstract_state(run.config, run.dataset.num_classes, run.total_steps, phase,
+                                                sharding.replicated(run.mesh)))
 
 
 def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "test") -> dict[str, Any]:
@@ -332,10 +343,7 @@ def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "t
   ckpts = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
   step = ckpts.resolve(which)
   # Only shapes are needed: no pretrained weights are read to evaluate.
-  phase = strategies.phase_at(config, max(step - 1, 0))
-  abstract = jax.eval_shape(lambda: create_state(config, dataset.num_classes, 1, pretrained=False,
-                                                 phase=phase)[0])
-  state = ckpts.restore(step, abstract)
+  state = ckpts.restore(step, abstract_state(config, dataset.num_classes, 1, _phase_of(config, step)))
   result = evaluate_split(jax.jit(steps.eval_step), state, dataset.splits[split],
                           config.train.eval_batch_size, dataset.num_classes)
   out = os.path.join(workdir, "eval", f"{split}_step{step}")

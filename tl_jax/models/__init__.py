@@ -110,6 +110,7 @@ def create(
     drop_path_rate: float = 0.0,
     frozen_bn: Set[str] = frozenset(),
     dtype: Any = jnp.float32,
+    layer_impl: str | None = None,
 ) -> Classifier:
   """Builds ``Classifier(backbone=name, head of num_classes)``.
 
@@ -120,6 +121,8 @@ def create(
     drop_path_rate: stochastic depth of the backbone's residual blocks.
     frozen_bn: paths of BatchNorm layers that always use running statistics.
     dtype: compute dtype (parameters stay float32).
+    layer_impl: ``"auto"``, ``"native"`` or ``"cpu_routed"`` (``layers.impl``);
+      ``None`` keeps the one set around the call.
   """
   if name not in REGISTRY:
     raise ValueError(f"Unknown model {name!r}; known models: {', '.join(names())}.")
@@ -128,4 +131,4 @@ def create(
                            dtype=dtype)
   rate = info.dropout_rate if dropout_rate is None else dropout_rate
   return Classifier(backbone=backbone, num_classes=num_classes, dropout_rate=rate, dtype=dtype,
-                    mean=info.mean, std=info.std, bgr=info.bgr)
+                    mean=info.mean, std=info.std, bgr=info.bgr, layer_impl=layer_impl)

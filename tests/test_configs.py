@@ -1,0 +1,76 @@
+"""Every config file loads, locks, derives from others by import, and its documented command parses."""
+
+import importlib
+import pathlib
+import re
+import runpy
+import shlex
+import sys
+from unittest import mock
+
+from absl import flags
+import ml_collections
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem != "__init__")
+
+
+def _commands(doc: str) -> list[list[str]]:
+  """The ``python scripts/...`` commands in a docstring, continuation lines joined."""
+  joined = re.sub(r"\\\n\s*", " ", doc)
+  return [shlex.split(line.strip()) for line in joined.splitlines() if line.strip().startswith("python scripts/")]
+
+
+def _parse(argv: list[str]) -> ml_collections.ConfigDict:
+  """Parses ``argv`` with the flags its script defines, without running the script's main."""
+  script = str(ROOT / argv[1])
+  before = set(flags.FLAGS)
+  runpy.run_path(script, run_name="tl_jax_config_test")  # defines the flags; __main__ guard skips main
+  new = set(flags.FLAGS) - before
+  try:
+    with mock.patch.object(sys, "argv", [script, *argv[2:]]):  # config_flags reads overrides there
+      flags.FLAGS(sys.argv)
+    return flags.FLAGS["config"].value
+  finally:
+    flags.FLAGS.unparse_flags()
+    for name in new:
+      delattr(flags.FLAGS, name)
+
+
+def test_every_config_file_is_covered():
+  assert {"quickstart", "linear_probe_digits", "compare_digits", "compare_cifar10"} <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_config_loads_locks_and_its_command_parses(name, monkeypatch):
+  source = (ROOT / "configs" / f"{name}.py").read_text()
+  # A config built on another imports it (configs is a package): no import paths built by hand.
+  assert not re.search(r"importlib|spec_from_file_location|sys\.path|__file__", source), name
+  module = importlib.import_module(f"configs.{name}")
+  config = module.get_config()
+  assert isinstance(config, ml_collections.ConfigDict) and config.is_locked, name
+  with pytest.raises(AttributeError):  # locked: a misspelt key is an error, not a new key
+    config.no_such_key = 1
+  doc = module.__doc__ or ""
+  commands = _commands(doc)
+  assert commands, f"configs/{name}.py: the docstring gives no `python scripts/...` command"
+  assert re.search(r"[Ee]xpected|accuracy|%", doc), f"configs/{name}.py: the docstring gives no expected result"
+  monkeypatch.chdir(ROOT)  # the documented commands run from the repository root
+  for argv in commands:
+    assert f"configs/{name}.py" in argv, argv
+    parsed = _parse(argv)
+    assert parsed.to_dict() == _with_overrides(config, argv).to_dict()
+
+
+def _with_overrides(config, argv):
+  # The command's --config.a.b=v overrides, applied by hand to the loaded config.
+  config = ml_collections.ConfigDict(config.to_dict())
+  for arg in argv:
+    if m := re.fullmatch(r"--config\.([\w.]+)=(.*)", arg):
+      *path, key = m[1].split(".")
+      node = config
+      for p in path:
+        node = node[p]
+      node[key] = type(node[key])(m[2])
+  return config

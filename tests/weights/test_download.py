@@ -1,0 +1,235 @@
+"""Weights fetched on first use, against a loopback HTTP server the tests start.
+
+Every failure path of ``tl_jax.weights.download``: wrong bytes, a transfer cut
+mid-body, 404 and 403, offline, a mirror, a corrupted cached file; and the hub
+path (huggingface_hub with ``HF_ENDPOINT`` pointing at the same server).
+"""
+
+import dataclasses
+import glob
+import hashlib
+import http.server
+import importlib.util
+import logging
+import os
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from tl_jax import weights
+from tl_jax.weights import download
+
+BLOB = bytes(range(256)) * 64  # 16 KiB stand-in for a weight file
+SHA = hashlib.sha256(BLOB).hexdigest()
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+  """Serves ``server.routes``: path -> (status, body, headers, cut)."""
+
+  def _reply(self, body: bool) -> None:
+    self.server.hits.append((self.command, self.path))
+    status, data, headers, cut = self.server.routes.get(self.path, (404, b"not here", {}, False))
+    self.send_response(status)
+    self.send_header("Content-Length", str(len(data)))
+    for k, v in headers.items():
+      self.send_header(k, v)
+    self.end_headers()
+    if body:
+      # A cut transfer: half the promised bytes, then the connection closes.
+      self.wfile.write(data[: len(data) // 2] if cut else data)
+
+  def do_GET(self):
+    self._reply(body=True)
+
+  def do_HEAD(self):
+    self._reply(body=False)
+
+  def log_message(self, *args):
+    pass
+
+
+@pytest.fixture
+def server():
+  srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+  srv.routes, srv.hits = {}, []
+  srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
+  thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+  thread.start()
+  yield srv
+  srv.shutdown()
+  srv.server_close()
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, tmp_path):
+  for var in (download.OFFLINE, download.MIRROR, "HF_HUB_OFFLINE", "HF_ENDPOINT"):
+    monkeypatch.delenv(var, raising=False)
+  monkeypatch.setenv("TL_JAX_WEIGHTS", str(tmp_path / "weights"))
+  monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+
+
+def _serve(server, path, body=BLOB, status=200, cut=False, headers=None):
+  server.routes[path] = (status, body, headers or {}, cut)
+  return server.url + path
+
+
+def _no_leftovers(dest):
+  assert not os.path.exists(dest)
+  assert not glob.glob(dest + ".part*"), "a partial download was left behind"
+
+
+def test_download_verifies_and_renames_into_place(server, tmp_path):
+  url = _serve(server, "/models/w-" + SHA[:8] + ".pth")
+  dest = str(tmp_path / "weights" / "w.pth")
+  assert download.fetch_url(url, dest, "sha256:" + SHA[:8], "hint") == dest  # torchvision-style prefix
+  assert open(dest, "rb").read() == BLOB
+  assert not glob.glob(dest + ".part*")
+  download.fetch_url(url, dest, "sha256:" + SHA, "hint")  # verified copy in place: no request
+  assert len(server.hits) == 1
+
+
+def test_hash_mismatch_saves_nothing(server, tmp_path):
+  url = _serve(server, "/w.h5", body=BLOB[:-1] + b"x")  # "re-uploaded": other bytes
+  dest = str(tmp_path / "w.h5")
+  md5 = hashlib.md5(BLOB).hexdigest()
+  with pytest.raises(download.ChecksumError, match=f"md5 is .*, not the published {md5}: the file was "
+                                                   "replaced upstream. Nothing was saved. hint"):
+    download.fetch_url(url, dest, "md5:" + md5, "hint")
+  _no_leftovers(dest)
+
+
+def test_interrupted_transfer_leaves_no_trusted_file(server, tmp_path):
+  url = _serve(server, "/w.pth", cut=True)
+  dest = str(tmp_path / "w.pth")
+  # No checksum at all (Keras publishes none for MobileNetV2): the length check still catches it.
+  for checksum in ("sha256:" + SHA, ""):
+    with pytest.raises(download.DownloadError, match="failed .*nothing was saved"):
+      download.fetch_url(url, dest, checksum, "hint")
+    _no_leftovers(dest)
+
+
+@pytest.mark.parametrize("status, why", [(404, "not found: the source moved the file"),
+                                         (403, "access denied .* serve the file yourself with "
+                                               r"\$TL_JAX_WEIGHTS_MIRROR")])
+def test_refusals_explain_themselves(server, tmp_path, status, why):
+  url = _serve(server, "/w.pth", status=status, body=b"denied")
+  dest = str(tmp_path / "w.pth")
+  with pytest.raises(download.DownloadError, match=f"{re.escape(url)} failed: HTTP {status} .*: {why}.* hint"):
+    download.fetch_url(url, dest, "sha256:" + SHA, "hint")
+  _no_leftovers(dest)
+
+
+def test_offline_names_url_and_place(server, monkeypatch):
+  monkeypatch.setenv(download.OFFLINE, "1")
+  spec = weights.SOURCES[("resnet18", "torchvision")]
+  with pytest.raises(FileNotFoundError) as e:
+    weights.load_pretrained("resnet18")
+  assert spec.url in str(e.value) and os.path.join(weights.weights_dir(), spec.file_name) in str(e.value)
+  assert "$TL_JAX_OFFLINE is set" in str(e.value)
+  assert not server.hits
+
+
+def test_mirror_serves_file_name(server, monkeypatch, caplog):
+  key = ("resnet18", "torchvision")
+  monkeypatch.setitem(weights.SOURCES, key, dataclasses.replace(weights.SOURCES[key], checksum="sha256:" + SHA))
+  _serve(server, "/mirror/resnet18-f37072fd.pth")
+  _serve(server, "/mirror/resnet18.tv_in1k.safetensors")  # a hub file, by its tl_jax file name
+  monkeypatch.setenv(download.MIRROR, server.url + "/mirror/")
+  path = weights.weight_file("resnet18")
+  assert path == os.path.join(weights.weights_dir(), "resnet18-f37072fd.pth") and open(path, "rb").read() == BLOB
+  with caplog.at_level(logging.WARNING, "tl_jax.weights.download"):
+    path = weights.weight_file("resnet18", source="timm")
+  assert "No published checksum" in caplog.text and open(path, "rb").read() == BLOB
+  assert server.hits == [("GET", "/mirror/resnet18-f37072fd.pth"), ("GET", "/mirror/resnet18.tv_in1k.safetensors")]
+
+
+def test_corrupted_cached_file_is_reported_and_downloaded_again(server, tmp_path, caplog):
+  url = _serve(server, "/w.pth")
+  dest = str(tmp_path / "w.pth")
+  with open(dest, "wb") as f:
+    f.write(BLOB[: len(BLOB) // 2])  # e.g. a copy cut short by hand
+  with caplog.at_level(logging.WARNING, "tl_jax.weights.download"):
+    download.fetch_url(url, dest, "sha256:" + SHA, "hint")
+  assert "fails its sha256 check" in caplog.text
+  assert open(dest, "rb").read() == BLOB and len(server.hits) == 1
+
+
+def test_load_pretrained_downloads_on_first_use(server, monkeypatch):
+  # The packaged real Lite0 weights, served as if the source had no package.
+  packaged = weights.weight_file("efficientnet_lite0")
+  body = open(packaged, "rb").read()
+  key = ("efficientnet_lite0", "lukemelas")
+  monkeypatch.setitem(weights.SOURCES, key, dataclasses.replace(
+      weights.SOURCES[key], url=_serve(server, "/efficientnet_lite0.pth", body=body), package="",
+      package_file=None, checksum="sha256:" + hashlib.sha256(body).hexdigest()))
+  loaded = weights.load_pretrained("efficientnet_lite0")
+  assert os.path.exists(os.path.join(weights.weights_dir(), "efficientnet_lite0.pth"))
+  expected = weights.convert("efficientnet_lite0", packaged)
+  assert loaded.keys() == expected.keys()
+  np.testing.assert_array_equal(loaded["params/backbone/stem/conv/kernel"],
+                                expected["params/backbone/stem/conv/kernel"])
+  weights.load_pretrained("efficientnet_lite0")
+  assert len(server.hits) == 1  # the second load uses the verified file
+
+
+def test_checksums_are_the_published_ones():
+  for (name, source), spec in weights.SOURCES.items():
+    if source == "torchvision":  # <model>-<sha256 prefix>.pth
+      assert spec.checksum == "sha256:" + re.fullmatch(r".*-([0-9a-f]{8})\.pth", spec.file_name)[1]
+    elif source == "keras" and name != "keras_mobilenet_v2":  # Keras publishes none for MobileNetV2
+      assert re.fullmatch("md5:[0-9a-f]{32}", spec.checksum), name
+  # Copied from the installed Keras' applications (WEIGHTS_HASHES and file_hash arguments).
+  apps = os.path.join(importlib.util.find_spec("keras").submodule_search_locations[0], "src", "applications")
+  for file, checksum in weights.KERAS_HASHES.items():
+    model = file.split("_")[0]  # resnet50 / vgg16
+    module = "resnet.py" if model.startswith("resnet") else f"{model}.py"
+    assert checksum.split(":")[1] in open(os.path.join(apps, module)).read(), file
+
+
+# The hub path: huggingface_hub itself, its endpoint (HF_ENDPOINT) a loopback server.
+
+def _serve_hub(server, body, sha=SHA, repo="timm/tiny.tv_in1k"):
+  headers = {"X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(body)),
+             "ETag": f'"{sha}"'}
+  for rev in ("main", COMMIT):
+    _serve(server, f"/{repo}/resolve/{rev}/model.safetensors", body=body, headers=headers)
+
+
+@pytest.fixture
+def hub(server, tmp_path, monkeypatch):
+  from huggingface_hub import constants
+
+  monkeypatch.setenv("HF_ENDPOINT", server.url)
+  monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+  monkeypatch.delenv("HF_TOKEN", raising=False)
+  return server
+
+
+def test_hub_file_downloads_and_verifies(hub, tmp_path):
+  _serve_hub(hub, BLOB, repo="timm/resnet18.tv_in1k")
+  path = weights.weight_file("resnet18", source="timm")  # timm sources go through the hub
+  assert open(path, "rb").read() == BLOB and os.path.basename(os.path.realpath(path)) == SHA
+  # Bytes that differ from the hub's SHA-256 (a bad mirror or proxy) are not kept.
+  _serve_hub(hub, BLOB[::-1], sha=SHA, repo="timm/bad")
+  with pytest.raises(download.ChecksumError, match=f"not the hub's {SHA}"):
+    download.fetch_hub("timm/bad", "model.safetensors", "hint")
+  assert not glob.glob(str(tmp_path / "hub" / "models--timm--bad" / "blobs" / "*"))
+
+
+def test_hub_corrupted_cache_is_downloaded_again_and_offline_names_url(hub, monkeypatch, caplog):
+  _serve_hub(hub, BLOB)
+  path = download.fetch_hub("timm/tiny.tv_in1k", "model.safetensors", "hint")
+  with open(os.path.realpath(path), "r+b") as f:
+    f.write(b"\0" * 16)  # bit rot in the cache
+  with caplog.at_level(logging.WARNING, "tl_jax.weights.download"):
+    path = download.fetch_hub("timm/tiny.tv_in1k", "model.safetensors", "hint")
+  assert "fails its SHA-256 check" in caplog.text and open(path, "rb").read() == BLOB
+  monkeypatch.setenv(download.OFFLINE, "1")
+  hits = len(hub.hits)
+  assert download.fetch_hub("timm/tiny.tv_in1k", "model.safetensors", "hint") == path  # cached, verified
+  with pytest.raises(FileNotFoundError, match="hint .not in the hub cache"):
+    download.fetch_hub("timm/other", "model.safetensors", "hint")
+  assert len(hub.hits) == hits

@@ -1,0 +1,79 @@
+"""The files of a run's workdir besides its checkpoints.
+
+A workdir holds everything a run leaves behind::
+
+  config.json         the resolved config (a rerun must match it, then resumes)
+  events.out.tfevents.*  TensorBoard: the records, train curves, lr per group, confusion matrices
+  metrics.jsonl       one JSON record per evaluation
+  checkpoints/<step>  Orbax checkpoints: the latest k and the best by val accuracy
+  feature_cache/      backbone features per split, when only the head trains
+  curves.png          training curves
+  summary.json        test accuracies of the final and the best checkpoint
+  eval/<split>_step<N>/{report.json,confusion_matrix.png}
+"""
+
+import json
+import os
+from typing import Any
+
+import jax
+import ml_collections
+
+from tl_jax import partition
+
+
+def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  """Saves the config, or checks that a rerun uses the same one (then it resumes)."""
+  path = os.path.join(workdir, "config.json")
+  current = json.loads(config.to_json())
+  if os.path.exists(path):
+    with open(path) as f:
+      saved = json.load(f)
+    if saved != current:
+      diff = sorted(k for k in set(partition.flatten(saved)) | set(partition.flatten(current))
+                    if partition.flatten(saved).get(k) != partition.flatten(current).get(k))
+      raise ValueError(
+          f"{workdir} holds a run with another config (differs in: {', '.join(diff)}). "
+          "Use a new --workdir, or rerun with the saved config to resume."
+      )
+    return
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:  # atomic: other processes may be reading it
+    _write_atomic(path, config.to_json(indent=1))
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run saved in ``workdir``."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise FileNotFoundError(f"{path} not found: is {workdir!r} the workdir of a tl_jax run?")
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def metrics_path(workdir: str) -> str:
+  return os.path.join(workdir, "metrics.jsonl")
+
+
+def append_metrics(workdir: str, record: dict[str, Any]) -> None:
+  """Appends one evaluation record to ``metrics.jsonl``."""
+  with open(metrics_path(workdir), "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+def read_metrics(workdir: str) -> list[dict[str, Any]]:
+  """The records of ``metrics.jsonl`` (none if there is no file yet)."""
+  if not os.path.exists(metrics_path(workdir)):
+    return []
+  with open(metrics_path(workdir)) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def write_summary(workdir: str, summary: dict[str, Any]) -> None:
+  _write_atomic(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=1))
+
+
+def _write_atomic(path: str, text: str) -> None:
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
