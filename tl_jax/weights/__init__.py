@@ -86,6 +86,16 @@ KERAS_HASHES = {
     "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:6d6bbae143d832006294945121d1f1fc",
     "vgg19_weights_tf_dim_ordering_tf_kernels.h5": "md5:cbe5617147190e668d6c5d5026f83318",
     "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:253f8cb515780f3b799900260a226db6",
+    "efficientnetb0_notop.h5": "md5:50bc09e76180e00e4465e1a485ddc09d",
+    "efficientnetb1_notop.h5": "md5:74c4e6b3e1f6a1eea24c589628592432",
+    "efficientnetb2_notop.h5": "md5:111f8e2ac8aa800a7a99e3239f7bfb39",
+    "efficientnetb3_notop.h5": "md5:af6d107764bb5b1abb91932881670226",
+    "efficientnetb4_notop.h5": "md5:ebc24e6d6c33eaebbd558eafbeedf1ba",
+    "efficientnetb5_notop.h5": "md5:38879255a25d3c92d5e44e04ae6cec6f",
+    "efficientnetb6_notop.h5": "md5:9ecce42647a20130c1f39a5d4cb75743",
+    "efficientnetb7_notop.h5": "md5:cbcfe4450ddf6f3ad90b1b398090fe4a",
+    "weights_mobilenet_v3_large_224_1.0_float.h5": "md5:59e551e166be033d707958cf9e29a6a7",
+    "weights_mobilenet_v3_small_224_1.0_float.h5": "md5:8768d4c2e7dee89b9d02b2d03d65d862",
 }
 TORCHVISION_FILES = {
     "resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
@@ -177,11 +187,13 @@ def _sources() -> dict[tuple[str, str], Source]:
   for name in models.efficientnet.B_NAMES:
     s[(name, "torchvision")] = Source(
         _fixed(torchvision.efficientnet_table, name), TORCHVISION + TORCHVISION_FILES[name],
-        "torchvision EfficientNet (V1 weights)")
+        "torchvision EfficientNet (V1 weights)",
+        checksum=_torchvision_checksum(TORCHVISION_FILES[name]))
+    file = f"{name.replace('_', '')}_notop.h5"
     s[(f"keras_{name}", "keras")] = Source(
-        _keras(functools.partial(keras.efficientnet_layers, name)),
-        f"{KERAS_EFFICIENTNET}{name.replace('_', '')}_notop.h5",
-        "keras.applications EfficientNet .h5 (its Normalization layer is applied by tl_jax)")
+        _keras(functools.partial(keras.efficientnet_layers, name)), KERAS_EFFICIENTNET + file,
+        "keras.applications EfficientNet .h5 (its Normalization layer is applied by tl_jax)",
+        checksum=KERAS_HASHES[file])
     s[(f"keras_{name}", "timm")] = Source(
         _fixed(timm.efficientnet_table, name), TIMM.format(TIMM_NAMES[f"keras_{name}"]),
         "timm tf_efficientnet_b* (TF port: SAME padding, eps 1e-3, Keras' layout)")
@@ -189,11 +201,12 @@ def _sources() -> dict[tuple[str, str], Source]:
     name = f"mobilenet_v3_{size}"
     s[(name, "torchvision")] = Source(
         _fixed(torchvision.efficientnet_table, name), TORCHVISION + TORCHVISION_FILES[name],
-        "torchvision MobileNetV3")
+        "torchvision MobileNetV3", checksum=_torchvision_checksum(TORCHVISION_FILES[name]))
+    file = f"weights_mobilenet_v3_{size}_224_1.0_float.h5"
     s[(f"keras_{name}", "keras")] = Source(
-        _keras(functools.partial(keras.mobilenet_v3_layers, name)),
-        f"{KERAS}mobilenet_v3/weights_mobilenet_v3_{size}_224_1.0_float.h5",
-        "keras.applications MobileNetV3 .h5 (the include_top file: conv_2 is part of the backbone)")
+        _keras(functools.partial(keras.mobilenet_v3_layers, name)), f"{KERAS}mobilenet_v3/{file}",
+        "keras.applications MobileNetV3 .h5 (the include_top file: conv_2 is part of the backbone)",
+        checksum=KERAS_HASHES[file])
     s[(f"keras_{name}", "timm")] = Source(
         _fixed(timm.efficientnet_table, name), TIMM.format(TIMM_NAMES[f"keras_{name}"]),
         "timm tf_mobilenetv3_*_100 (TF port: SAME padding, eps 1e-3, Keras' layout)")
