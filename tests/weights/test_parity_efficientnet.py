@@ -88,9 +88,20 @@ def test_mobilenet_v3_timm_tf(size, tmp_path):
               mean=0.5, std=0.5)
 
 
+def test_efficientnet_v2_torchvision(tmp_path):
+  check_torch("efficientnet_v2_s", "torchvision", ref.TorchvisionEfficientNetV2("s"), tmp_path, 48)
+
+
+@pytest.mark.parametrize("v", ["b0"] + [pytest.param(v, marks=slow) for v in ("b1", "b2", "b3")])
+def test_efficientnet_v2_timm_tf(v, tmp_path):
+  check_torch(f"keras_efficientnet_v2_{v}", "timm", ref.TimmEfficientNetV2(v), tmp_path, 49)
+
+
 # --- Keras ---------------------------------------------------------------------------
 
 KERAS_APPS = {**{f"keras_efficientnet_b{k}": f"EfficientNetB{k}" for k in range(8)},
+              **{f"keras_efficientnet_v2_{v}": f"EfficientNetV2{v.upper()}"
+                 for v in ("b0", "b1", "b2", "b3", "s", "m", "l")},
               "keras_mobilenet_v3_large": "MobileNetV3Large",
               "keras_mobilenet_v3_small": "MobileNetV3Small"}
 
@@ -109,11 +120,12 @@ def check_keras(name, tmp_path, size, seed=0):
   head = [l for l in reference.layers if l.weights][-1]
   head.set_weights([w * 10 for w in head.get_weights()])
   norms = [l for l in reference.layers if isinstance(l, keras.layers.Normalization)]
-  if norms:
+  if norms and "v2" not in name:  # V2's Normalization is built with the right variance
     # EfficientNet's published files hold the ImageNet mean and (a Keras bug) the std as
     # "variance", undone by a Rescaling(1/sqrt(std)) that only weights="imagenet" adds:
     # together (x/255 - mean) / std. weights=None lacks that Rescaling, so give it std**2.
     norms[0].set_weights([MEAN, STD ** 2, *norms[0].get_weights()[2:]])
+  if "efficientnet" in name:
     pooled = reference.get_layer("avg_pool").output
   else:  # MobileNetV3: pre-logits are the activation of conv_2, the Dense on the pool
     names = [l.name for l in reference.layers]
@@ -137,3 +149,8 @@ def test_efficientnet_keras(k, tmp_path):
 @pytest.mark.parametrize("size", ["small", pytest.param("large", marks=slow)])
 def test_mobilenet_v3_keras(size, tmp_path):
   check_keras(f"keras_mobilenet_v3_{size}", tmp_path, 64)
+
+
+@pytest.mark.parametrize("v", ["b0"] + [pytest.param(v, marks=slow) for v in ("b1", "b2", "b3", "s", "m", "l")])
+def test_efficientnet_v2_keras(v, tmp_path):
+  check_keras(f"keras_efficientnet_v2_{v}", tmp_path, 48)

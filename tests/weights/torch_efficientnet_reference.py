@@ -270,3 +270,115 @@ class TimmMobileNetV3(nn.Module):
     x = self.blocks(x).mean((2, 3), keepdim=True)
     x = F.hardswish(self.conv_head(x)).flatten(1)
     return x if pooled else self.classifier(x)
+
+
+# --- EfficientNetV2 (Tan & Le, 2021) ---------------------------------------------------------
+
+# (block, expand, kernel, stride, out, repeats): F = FusedMBConv, M = MBConv (squeeze-excite 0.25).
+V2 = {
+    "b0": (32, 1280, (("F", 1, 3, 1, 16, 1), ("F", 4, 3, 2, 32, 2), ("F", 4, 3, 2, 48, 2),
+                      ("M", 4, 3, 2, 96, 3), ("M", 6, 3, 1, 112, 5), ("M", 6, 3, 2, 192, 8))),
+    "s": (24, 1280, (("F", 1, 3, 1, 24, 2), ("F", 4, 3, 2, 48, 4), ("F", 4, 3, 2, 64, 4),
+                     ("M", 4, 3, 2, 128, 6), ("M", 6, 3, 1, 160, 9), ("M", 6, 3, 2, 256, 15))),
+}
+V2_SCALING = {"b0": (1.0, 1.0), "b1": (1.0, 1.1), "b2": (1.1, 1.2), "b3": (1.2, 1.4), "s": (1.0, 1.0)}
+
+
+def v2_blocks(variant):
+  """(kind, expand, kernel, stride, in, out) per block; widths rounded to 8 without V1's 10% rule."""
+  width, depth = V2_SCALING[variant]
+  stem, top, table = V2["s" if variant == "s" else "b0"]
+  ch = lambda c: max(8, int(c * width + 4) // 8 * 8)  # noqa: E731
+  blocks, inp = [], ch(stem)
+  for kind, e, k, s, o, n in table:
+    stage = []
+    for b in range(math.ceil(n * depth)):
+      stage.append((kind, e, k, s if b == 0 else 1, inp, ch(o)))
+      inp = ch(o)
+    blocks.append(stage)
+  return ch(stem), blocks, ch(top)
+
+
+class TorchvisionFusedMBConv(nn.Module):
+  def __init__(self, expand, k, stride, inp, out, eps):
+    super().__init__()
+    hidden = make_divisible(inp * expand)
+    if hidden != inp:
+      layers = [ConvNormAct(inp, hidden, k, stride, eps=eps), ConvNormAct(hidden, out, 1, eps=eps, act=None)]
+    else:
+      layers = [ConvNormAct(inp, out, k, stride, eps=eps)]
+    self.block = nn.Sequential(*layers)
+    self.skip = stride == 1 and inp == out
+
+  def forward(self, x):
+    return x + self.block(x) if self.skip else self.block(x)
+
+
+class TorchvisionEfficientNetV2(nn.Module):
+  """torchvision ``efficientnet_v2_s`` (BatchNorm eps 1e-3)."""
+
+  def __init__(self, variant="s", num_classes=1000):
+    super().__init__()
+    stem, stages, top = v2_blocks(variant)
+    block = {"F": TorchvisionFusedMBConv, "M": TorchvisionMBConv}
+    layers = [ConvNormAct(3, stem, 3, 2, eps=1e-3)]
+    layers += [nn.Sequential(*[block[kind](e, k, s, i, o, 1e-3) for kind, e, k, s, i, o in stage])
+               for stage in stages]
+    layers.append(ConvNormAct(stages[-1][-1][5], top, 1, eps=1e-3))
+    self.features = nn.Sequential(*layers)
+    self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(top, num_classes))
+
+  def forward(self, x, pooled=False):
+    x = self.features(x).mean((2, 3))
+    return x if pooled else self.classifier(x)
+
+
+class TimmV2Block(nn.Module):
+  """timm's ConvBnAct ("cn", expand 1), EdgeResidual ("er") or InvertedResidual ("ir", with SE)."""
+
+  def __init__(self, kind, expand, k, stride, inp, out, eps=1e-3):
+    super().__init__()
+    hidden = inp * expand
+    self.kind = "cn" if kind == "F" and expand == 1 else ("er" if kind == "F" else "ir")
+    if self.kind == "cn":
+      self.conv, self.bn1 = Conv(inp, out, k, stride, tf_same=True), nn.BatchNorm2d(out, eps=eps)
+    elif self.kind == "er":
+      self.conv_exp = Conv(inp, hidden, k, stride, tf_same=True)
+      self.bn1 = nn.BatchNorm2d(hidden, eps=eps)
+      self.conv_pwl, self.bn2 = Conv(hidden, out, 1), nn.BatchNorm2d(out, eps=eps)
+    else:
+      self.conv_pw, self.bn1 = Conv(inp, hidden, 1), nn.BatchNorm2d(hidden, eps=eps)
+      self.conv_dw = Conv(hidden, hidden, k, stride, hidden, True)
+      self.bn2 = nn.BatchNorm2d(hidden, eps=eps)
+      self.se = TimmSE(hidden, int(inp * 0.25))
+      self.conv_pwl, self.bn3 = Conv(hidden, out, 1), nn.BatchNorm2d(out, eps=eps)
+    self.skip = stride == 1 and inp == out
+
+  def forward(self, x):
+    if self.kind == "cn":
+      y = F.silu(self.bn1(self.conv(x)))
+    elif self.kind == "er":
+      y = self.bn2(self.conv_pwl(F.silu(self.bn1(self.conv_exp(x)))))
+    else:
+      y = F.silu(self.bn1(self.conv_pw(x)))
+      y = self.se(F.silu(self.bn2(self.conv_dw(y))))
+      y = self.bn3(self.conv_pwl(y))
+    return x + y if self.skip else y
+
+
+class TimmEfficientNetV2(nn.Module):
+  """timm ``tf_efficientnetv2_{b0..b3,s}`` (TF "SAME" padding, eps 1e-3)."""
+
+  def __init__(self, variant="b0", num_classes=1000):
+    super().__init__()
+    stem, stages, top = v2_blocks(variant)
+    self.conv_stem, self.bn1 = Conv(3, stem, 3, 2, tf_same=True), nn.BatchNorm2d(stem, eps=1e-3)
+    self.blocks = nn.Sequential(*[nn.Sequential(*[TimmV2Block(*b) for b in stage]) for stage in stages])
+    self.conv_head = Conv(stages[-1][-1][5], top, 1)
+    self.bn2 = nn.BatchNorm2d(top, eps=1e-3)
+    self.classifier = nn.Linear(top, num_classes)
+
+  def forward(self, x, pooled=False):
+    x = F.silu(self.bn1(self.conv_stem(x)))
+    x = F.silu(self.bn2(self.conv_head(self.blocks(x)))).mean((2, 3))
+    return x if pooled else self.classifier(x)

@@ -15,6 +15,7 @@ TORCHVISION_MEAN = (123.675, 116.28, 103.53)  # ImageNet mean * 255
 TORCHVISION_STD = (58.395, 57.12, 57.375)  # ImageNet std * 255
 CAFFE_MEAN = (123.68, 116.779, 103.939)  # Keras "caffe" mode (ResNet, VGG); std 1, BGR
 HALF = (127.5, 127.5, 127.5)  # x / 127.5 - 1 (Keras "tf" mode, EfficientNet-Lite)
+KERAS_V2 = (128.0, 128.0, 128.0)  # x / 128 - 1: Keras EfficientNetV2-S/M/L's Rescaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +83,14 @@ REGISTRY: dict[str, ModelInfo] = {
        for d in vgg.DEPTHS for bn in ("", "_bn") for fc in ("", "_fc")},
     **{f"keras_vgg{d}{fc}": _vgg(d, False, "fc" if fc else "pool", keras=True)
        for d in (16, 19) for fc in ("", "_fc")},
+    # EfficientNetV2: torchvision BatchNorm2d(eps=1e-3) (momentum 0.1); Keras eps 1e-3, momentum 0.9.
+    **{name: _inverted_residual(name, efficientnet.Numerics("torch", 1e-3, 0.9), TORCHVISION_MEAN,
+                                TORCHVISION_STD, "torchvision")
+       for name in ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l")},
+    **{f"keras_{name}": _inverted_residual(
+        f"keras_{name}", efficientnet.Numerics("SAME", 1e-3, 0.9),
+        *((TORCHVISION_MEAN, TORCHVISION_STD) if "_b" in name else (KERAS_V2, KERAS_V2)), "keras",
+        variant=name) for name in efficientnet.V2_NAMES},
     # torch BatchNorm2d momentum 0.1 is Flax 0.9 (torchvision and timm MobileNetV2).
     "mobilenet_v2": _inverted_residual("mobilenet_v2", efficientnet.TORCH, TORCHVISION_MEAN,
                                        TORCHVISION_STD, "torchvision"),

@@ -94,6 +94,13 @@ KERAS_HASHES = {
     "efficientnetb5_notop.h5": "md5:38879255a25d3c92d5e44e04ae6cec6f",
     "efficientnetb6_notop.h5": "md5:9ecce42647a20130c1f39a5d4cb75743",
     "efficientnetb7_notop.h5": "md5:cbcfe4450ddf6f3ad90b1b398090fe4a",
+    "efficientnetv2-b0_notop.h5": "md5:893217f2bb855e2983157299931e43ff",
+    "efficientnetv2-b1_notop.h5": "md5:0e80663031ca32d657f9caa404b6ec37",
+    "efficientnetv2-b2_notop.h5": "md5:1dfe2e7a5d45b6632553a8961ea609eb",
+    "efficientnetv2-b3_notop.h5": "md5:f6abf7b5849ac99a89b50dd3fd532856",
+    "efficientnetv2-s_notop.h5": "md5:af0682fb74e8c54910f2d4393339c070",
+    "efficientnetv2-m_notop.h5": "md5:1b8dc055df72dde80d614482840fe342",
+    "efficientnetv2-l_notop.h5": "md5:b0b66b5c863aef5b46e8608fe1711615",
     "weights_mobilenet_v3_large_224_1.0_float.h5": "md5:59e551e166be033d707958cf9e29a6a7",
     "weights_mobilenet_v3_small_224_1.0_float.h5": "md5:8768d4c2e7dee89b9d02b2d03d65d862",
 }
@@ -113,6 +120,9 @@ TORCHVISION_FILES = {
     "efficientnet_b5": "efficientnet_b5_lukemelas-1a07897c.pth",
     "efficientnet_b6": "efficientnet_b6_lukemelas-24a108a5.pth",
     "efficientnet_b7": "efficientnet_b7_lukemelas-c5b4e57e.pth",
+    "efficientnet_v2_s": "efficientnet_v2_s-dd5fe13b.pth",
+    "efficientnet_v2_m": "efficientnet_v2_m-dc08266a.pth",
+    "efficientnet_v2_l": "efficientnet_v2_l-59c71312.pth",
     "mobilenet_v3_large": "mobilenet_v3_large-8738ca79.pth",
     "mobilenet_v3_small": "mobilenet_v3_small-047dcff4.pth",
 }
@@ -122,6 +132,8 @@ TIMM_NAMES = {
     "mobilenet_v2": "mobilenetv2_100.ra_in1k",
     **{f"efficientnet_lite{k}": f"tf_efficientnet_lite{k}.in1k" for k in range(5)},
     **{f"keras_efficientnet_b{k}": f"tf_efficientnet_b{k}.in1k" for k in range(8)},
+    **{f"keras_efficientnet_v2_{v}": f"tf_efficientnetv2_{v}.in1k"
+       for v in ("b0", "b1", "b2", "b3", "s", "m", "l")},
     "keras_mobilenet_v3_large": "tf_mobilenetv3_large_100.in1k",
     "keras_mobilenet_v3_small": "tf_mobilenetv3_small_100.in1k",
 }
@@ -197,6 +209,19 @@ def _sources() -> dict[tuple[str, str], Source]:
     s[(f"keras_{name}", "timm")] = Source(
         _fixed(timm.efficientnet_table, name), TIMM.format(TIMM_NAMES[f"keras_{name}"]),
         "timm tf_efficientnet_b* (TF port: SAME padding, eps 1e-3, Keras' layout)")
+  for name in models.efficientnet.V2_NAMES:
+    if name in TORCHVISION_FILES:  # torchvision has S/M/L
+      s[(name, "torchvision")] = Source(
+          _fixed(torchvision.efficientnet_table, name), TORCHVISION + TORCHVISION_FILES[name],
+          "torchvision EfficientNetV2", checksum=_torchvision_checksum(TORCHVISION_FILES[name]))
+    file = f"{name.replace('_v2_', 'v2-').replace('_', '')}_notop.h5"
+    s[(f"keras_{name}", "keras")] = Source(
+        _keras(functools.partial(keras.efficientnet_layers, name)),
+        f"{KERAS}efficientnet_v2/{file}", "keras.applications EfficientNetV2 .h5",
+        checksum=KERAS_HASHES[file])
+    s[(f"keras_{name}", "timm")] = Source(
+        _fixed(timm.efficientnet_table, name), TIMM.format(TIMM_NAMES[f"keras_{name}"]),
+        "timm tf_efficientnetv2_* (TF port: SAME padding, eps 1e-3, Keras' layout)")
   for size in ("large", "small"):
     name = f"mobilenet_v3_{size}"
     s[(name, "torchvision")] = Source(

@@ -116,6 +116,9 @@ MOBILENET_V2_PARTS = {"expand": ("expand", "conv_nobias", "expand_BN"),
 MOBILENET_V3_PARTS = {"expand": ("expand", "conv_nobias", "expand_bn"),
                       "depthwise": ("depthwise", "depthwise", "depthwise_bn"),
                       "project": ("project", "conv_nobias", "project_bn")}
+EFFICIENTNET_V2_PARTS = {"expand": ("expand_conv", "conv_nobias", "expand_bn"),
+                         "depthwise": ("dwconv2", "depthwise", "bn"),
+                         "project": ("project_conv", "conv_nobias", "project_bn")}
 EFFICIENTNET_PARTS = {"expand": ("expand_conv", "conv_nobias", "expand_bn"),
                       "depthwise": ("dwconv", "depthwise", "bn"),
                       "project": ("project_conv", "conv_nobias", "project_bn")}
@@ -145,11 +148,17 @@ def mobilenet_v2_layers() -> Layers:
 
 
 def efficientnet_layers(variant: str) -> Layers:
-  """``keras.applications.EfficientNetB0..B7``: ``block{s}{a,b,..}_``; its Normalization unused."""
-  layers = [("normalization", "normalization", None), ("stem_conv", "conv_nobias", "backbone/stem/conv"),
-            ("stem_bn", "bn", "backbone/stem/bn")]
+  """``keras.applications.EfficientNetB0..B7`` and ``EfficientNetV2*``: ``block{s}{a,b,..}_``.
+
+  Their Normalization layer (B series, V2-B*) is unused: the Classifier normalises.
+  """
+  v2 = variant.startswith("efficientnet_v2")
+  norm = [] if v2 and not variant.startswith("efficientnet_v2_b") else [
+      ("normalization", "normalization", None)]
+  layers = norm + [("stem_conv", "conv_nobias", "backbone/stem/conv"), ("stem_bn", "bn", "backbone/stem/bn")]
   for spec in efficientnet.block_layout(efficientnet.VARIANTS[variant]):
-    layers += _block_layers(f"block{spec.stage}{chr(96 + spec.block)}_", spec, EFFICIENTNET_PARTS)
+    layers += _block_layers(f"block{spec.stage}{chr(96 + spec.block)}_", spec,
+                            EFFICIENTNET_V2_PARTS if v2 else EFFICIENTNET_PARTS)
   return layers + [("top_conv", "conv_nobias", "backbone/top/conv"),
                    ("top_bn", "bn", "backbone/top/bn"), ("predictions", "dense", "head")]
 
