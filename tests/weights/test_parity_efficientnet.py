@@ -69,6 +69,14 @@ def check_torch(name, source, module, tmp_path, size, seed=0, mean=MEAN, std=STD
 @pytest.mark.parametrize("k", [0] + [pytest.param(k, marks=slow) for k in range(1, 8)])
 def test_efficientnet_torchvision(k, tmp_path):
   check_torch(f"efficientnet_b{k}", "torchvision", ref.TorchvisionEfficientNet(k), tmp_path, 48)
+  if k == 0:  # transfer: a new 10-class head, everything else from the file
+    model = models.create("efficientnet_b0", 10)
+    init = jax.eval_shape(lambda: model.init(jax.random.key(0), images(32)[:1]))
+    loaded = weights.convert("efficientnet_b0", str(tmp_path / "w.pth"))
+    merged = weights.merge(init, loaded, dont_load=("head/.*",))
+    se = merged["params"]["backbone"]["stage7"]["block1"]["se"]["reduce"]["kernel"]
+    np.testing.assert_array_equal(se, loaded["params/backbone/stage7/block1/se/reduce/kernel"])
+    assert merged["params"]["head"]["kernel"].shape == (1280, 10)
 
 
 @pytest.mark.parametrize("k", [0] + [pytest.param(k, marks=slow) for k in range(1, 8)])

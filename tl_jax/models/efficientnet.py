@@ -1,8 +1,9 @@
 """The inverted-residual family: MobileNetV2/V3, EfficientNet-Lite, -B0..B7 and EfficientNetV2.
 
 One builder for all of them (timm's ``_efficientnet_builder.py`` does the
-same). The rows live in ``efficientnet_rows``: a paper table is a tuple of stages, each a tuple of typed block rows
-(``DepthwiseSeparable``, ``MBConv``, ``FusedMBConv``); a family's quirks are
+same). The rows live in ``efficientnet_rows``: a paper table is a tuple of
+stages, each a tuple of typed block rows (``DepthwiseSeparable``, ``MBConv``,
+``FusedMBConv``); a family's quirks are
 fields of its ``Arch`` row; a variant is one ``Variant`` row (width, depth,
 resolution, dropout); the numbers that depend on where the weights come from
 (padding, BatchNorm epsilon and momentum) are a ``Numerics`` row chosen by the
@@ -31,7 +32,6 @@ import jax.numpy as jnp
 
 from tl_jax.models.blocks import ConvBNAct, DropPath, SqueezeExcite, activation
 from tl_jax.models.layers import BatchNorm, Conv, DepthwiseConv, conv_padding
-
 from tl_jax.models.efficientnet_rows import (  # re-exported: the family's public names
     ARCHS, B0_STAGES, B_NAMES, LITE_NAMES, LITE_STAGES, MOBILENET_V2_STAGES,
     MOBILENET_V3_LARGE_STAGES, MOBILENET_V3_SMALL_STAGES, TF, TORCH, V2_B0_STAGES, V2_L_STAGES,
