@@ -1,6 +1,6 @@
 r"""Fine-tuning speed, side by side: tl_jax vs Keras 3 (JAX backend) vs PyTorch eager.
 
-  KERAS_BACKEND=jax python scripts/benchmark.py [--models resnet50,vgg16,efficientnet_lite0,convnext_tiny]
+  KERAS_BACKEND=jax python scripts/benchmark.py [--models resnet50,vgg16,efficientnet_lite0,efficientnet_b0,convnext_tiny]
       [--sizes 64,224] [--modes frozen,full] [--frameworks tl_jax,keras,torch,torch_cl]
       [--batch 16] [--dtype float32|bfloat16] [--repeats 5] [--json benchmark.json]
 
@@ -14,7 +14,7 @@ XLA's cost analysis of the tl_jax forward pass (a train step counts 3x the
 forward when the backbone trains, 1x when it is frozen).
 
 Peers: ``keras`` = ``keras.applications`` with ``weights=None`` (no
-EfficientNet-Lite there); ``torch`` / ``torch_cl`` = the reference modules in
+EfficientNet-Lite there; EfficientNetB0 for ``efficientnet_b0``); ``torch`` / ``torch_cl`` = the reference modules in
 ``benchmark_torch.py``, eager, default / channels_last memory format;
 ``torch_compile`` (not run by default) = ``torch_cl`` under ``torch.compile``.
 
@@ -140,6 +140,7 @@ def bench_keras(case: Case) -> dict[str, float]:
   import keras
 
   apps = {"resnet50": keras.applications.ResNet50, "vgg16": keras.applications.VGG16,
+          "efficientnet_b0": keras.applications.EfficientNetB0,
           "convnext_tiny": keras.applications.ConvNeXtTiny}
   if case.model not in apps:
     raise NotImplementedError(f"keras.applications has no {case.model}")
@@ -211,7 +212,7 @@ DEFAULT_FRAMEWORKS = ("tl_jax", "keras", "torch", "torch_cl")
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--models", default="resnet50,vgg16,efficientnet_lite0,convnext_tiny")
+  parser.add_argument("--models", default="resnet50,vgg16,efficientnet_lite0,efficientnet_b0,convnext_tiny")
   parser.add_argument("--sizes", default="64,224")
   parser.add_argument("--modes", default="frozen,full")
   parser.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS),

@@ -1,11 +1,14 @@
 """PyTorch reference backbones for ``benchmark.py`` (torchvision is not installable here).
 
 Same architectures as tl_jax's ``resnet50`` (torchvision v1.5: stride on the
-3x3), ``vgg16`` (13 convs, global average pool), ``efficientnet_lite0``
-(ReLU6 MBConv, no squeeze-excite; symmetric padding, which costs the same) and
+3x3), ``vgg16`` (13 convs, global average pool), ``efficientnet_lite0`` (ReLU6
+MBConv, no squeeze-excite; symmetric padding, which costs the same),
+``efficientnet_b0`` (swish, squeeze-excite), built from the same block layout, and
 ``convnext_tiny``.
 Each constructor returns ``(backbone -> pooled features, feature width)``.
 """
+
+import functools
 
 import torch
 from torch import nn
@@ -47,28 +50,51 @@ def vgg16():
   return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), 512
 
 
-class MBConv(nn.Module):
-  def __init__(self, cin, cout, k, stride, expand):
+_ACTS = {"relu6": nn.ReLU6, "swish": nn.SiLU, "relu": nn.ReLU, "hard_swish": nn.Hardswish,
+         "sigmoid": nn.Sigmoid, "hard_sigmoid": nn.Hardsigmoid, "identity": None}
+
+
+class SqueezeExcite(nn.Module):
+  def __init__(self, cin, reduced, act, gate):
     super().__init__()
-    hidden = cin * expand
-    layers = [_conv_bn(cin, hidden, 1, act=nn.ReLU6)] if expand != 1 else []
-    layers += [_conv_bn(hidden, hidden, k, stride, groups=hidden, act=nn.ReLU6),
-               _conv_bn(hidden, cout, 1, act=None)]
+    self.body = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(cin, reduced, 1), _ACTS[act](),
+                              nn.Conv2d(reduced, cin, 1), _ACTS[gate]())
+
+  def forward(self, x):
+    return x * self.body(x)
+
+
+class InvertedResidual(nn.Module):
+  """One block of tl_jax's ``efficientnet.block_layout``: its parts in order."""
+
+  def __init__(self, spec):
+    super().__init__()
+    layers, cin = [], spec.in_channels
+    for part in spec.parts:
+      if part.kind == "se":
+        layers.append(SqueezeExcite(cin, part.features, part.act, part.gate))
+        continue
+      groups = cin if part.kind == "depthwise" else 1
+      layers.append(_conv_bn(cin, part.features, part.kernel, part.stride, groups, _ACTS[part.act]))
+      cin = part.features
     self.body = nn.Sequential(*layers)
-    self.residual = stride == 1 and cin == cout
+    self.residual = spec.skip
 
   def forward(self, x):
     return self.body(x) + x if self.residual else self.body(x)
 
 
-def efficientnet_lite0():
+def inverted_residual(name):
+  """An ``efficientnet.VARIANTS`` backbone (MobileNetV2, EfficientNet-Lite/B)."""
   from tl_jax.models import efficientnet
 
-  layers = [_conv_bn(3, efficientnet.STEM_CHANNELS, 3, 2, act=nn.ReLU6)]
-  for _, _, cin, stride, spec in efficientnet.block_layout(efficientnet.lite_stages(1.0, 1.0)):
-    layers.append(MBConv(cin, spec.channels, spec.kernel, stride, spec.expand))
-  top = efficientnet.TOP_CHANNELS
-  layers.append(_conv_bn(layers[-1].body[-1][0].out_channels, top, 1, act=nn.ReLU6))
+  variant = efficientnet.VARIANTS[name]
+  act = _ACTS[efficientnet.ARCHS[variant.arch].act]
+  layout = efficientnet.block_layout(variant)
+  layers = [_conv_bn(3, efficientnet.stem_width(variant), 3, 2, act=act)]
+  layers += [InvertedResidual(spec) for spec in layout]
+  top = efficientnet.top_width(variant)
+  layers.append(_conv_bn(layout[-1].out_channels, top, 1, act=act))
   return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), top
 
 
@@ -104,5 +130,7 @@ def convnext_tiny():
   return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(top, eps=1e-6)), top
 
 
-MODELS = {"resnet50": resnet50, "vgg16": vgg16, "efficientnet_lite0": efficientnet_lite0,
+MODELS = {"resnet50": resnet50, "vgg16": vgg16,
+          "efficientnet_lite0": functools.partial(inverted_residual, "efficientnet_lite0"),
+          "efficientnet_b0": functools.partial(inverted_residual, "efficientnet_b0"),
           "convnext_tiny": convnext_tiny}

@@ -36,7 +36,8 @@ def test_parameter_paths_snapshot(name):
   assert f"params/{head}/kernel" in paths and f"params/{head}/bias" in paths
 
 
-@pytest.mark.parametrize("name", ["resnet18", "keras_resnet50", "vgg11_bn_fc", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["resnet18", "keras_resnet50", "vgg11_bn_fc", "mobilenet_v2",
+                                  "efficientnet_b0", "keras_efficientnet_v2_b0", "mobilenet_v3_small"])
 def test_features_and_headless(name):
   model = models.create(name, 0)
   x = jnp.zeros((2, 32, 32, 3), jnp.uint8)

@@ -52,6 +52,26 @@ def test_presets_expand_to_rules(lite0_paths):
     strategies.rules({"preset": dict(name="full", k=3)}, lite0_paths)
 
 
+def _paths(name):
+  from tl_jax import models
+  import jax.numpy as jnp
+  shapes = jax.eval_shape(lambda: models.create(name, 10).init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 3), jnp.uint8)))
+  return list(partition.flatten(shapes["params"]))
+
+
+@pytest.mark.parametrize("name, trained, deep", [
+    # VGG's original top (fc1, fc2) sits after the last stage: trained with it.
+    ("vgg11_fc", {"head", "stage5", "fc1", "fc2"}, "backbone/stage5/conv2/kernel"),
+    ("efficientnet_b0", {"head", "stage7", "top"}, "backbone/stage7/block1/se/reduce/kernel"),
+])
+def test_presets_find_stages_in_every_family(name, trained, deep):
+  paths = _paths(name)
+  assert _trained(paths, dict(name="top_k_stages", k=1)) == trained
+  units = strategies.backbone_units(paths)
+  assert strategies.depth(deep, units) == len(trained) - 1  # behind the top units and the head
+
+
 def test_depth_from_paths(lite0_paths):
   units = strategies.backbone_units(lite0_paths)
   assert [strategies.depth(p, units) for p in ("head/kernel", "backbone/top/conv/kernel",

@@ -18,7 +18,8 @@ preset's other keys) that returns rules labelling every parameter ``head``,
   ``init.pretrained=False``: same architecture, random init).
 
 Stages are read from the paths: a backbone names its children ``stem``,
-``stage1..N`` and ``top``, so depth needs no per-architecture table.
+``stage1..N`` and the layers after the last stage (``TOP_UNITS``: the ``top``
+conv, MobileNetV3's ``top_fc``, VGG's ``fc1``/``fc2``), so depth needs no per-architecture table.
 
 Phases (gradual unfreezing, LP-FT) are ``config.phases``: a tuple of
 ``(start_step, param_groups overrides)``; see ``phase_groups``.
@@ -35,17 +36,20 @@ from tl_jax import partition
 HEAD, BACKBONE, FROZEN = "head", "backbone", "frozen"
 LABELS = (HEAD, BACKBONE, FROZEN)  # what presets label parameters with
 _STAGE = re.compile(r"backbone/stage(\d+)(/.*)?")
+# Backbone children after the last stage, in depth order (``top_k_stages`` trains them all).
+TOP_UNITS = ("top", "top_fc", "fc1", "fc2")
 
 
 def backbone_units(paths: Iterable[str]) -> list[str]:
-  """The backbone's children in depth order: ``stem``, ``stage1..N``, ``top``."""
+  """The backbone's children in depth order: ``stem``, ``stage1..N``, then the ``TOP_UNITS`` present."""
   children = {p.split("/")[1] for p in paths if p.startswith("backbone/")}
   stages = sorted((c for c in children if re.fullmatch(r"stage\d+", c)), key=lambda c: int(c[5:]))
-  unknown = children - set(stages) - {"stem", "top"}
+  unknown = children - set(stages) - {"stem", *TOP_UNITS}
   if unknown:
-    raise ValueError(f"Backbone children {sorted(unknown)} are none of stem, stage<N>, top: "
-                     "depth-based strategies need those names.")
-  return [c for c in ("stem",) if c in children] + stages + [c for c in ("top",) if c in children]
+    raise ValueError(f"Backbone children {sorted(unknown)} are none of stem, stage<N>, "
+                     f"{', '.join(TOP_UNITS)}: depth-based strategies need those names.")
+  return ([c for c in ("stem",) if c in children] + stages
+          + [c for c in TOP_UNITS if c in children])
 
 
 def depth(path: str, units: Sequence[str]) -> int:
@@ -61,10 +65,11 @@ def linear_probe(paths: Iterable[str]) -> tuple[tuple[str, str], ...]:
 
 
 def top_k_stages(paths: Iterable[str], k: int) -> tuple[tuple[str, str], ...]:
-  stages = [u for u in backbone_units(paths) if u.startswith("stage")]
+  units = backbone_units(paths)
+  stages = [u for u in units if u.startswith("stage")]
   if not 0 <= k <= len(stages):
     raise ValueError(f"top_k_stages: k={k} but the backbone has {len(stages)} stages (0..{len(stages)}).")
-  trained = stages[len(stages) - k:] + ["top"] if k else []
+  trained = stages[len(stages) - k:] + [u for u in units if u in TOP_UNITS] if k else []
   rules = [(f"{HEAD}/.*", HEAD)]
   if trained:
     rules.append((f"backbone/({'|'.join(trained)})/.*", BACKBONE))

@@ -185,8 +185,10 @@ def test_checksums_are_the_published_ones():
   # Copied from the installed Keras' applications (WEIGHTS_HASHES and file_hash arguments).
   apps = os.path.join(importlib.util.find_spec("keras").submodule_search_locations[0], "src", "applications")
   for file, checksum in weights.KERAS_HASHES.items():
-    model = file.split("_")[0]  # resnet50 / vgg16
-    module = "resnet.py" if model.startswith("resnet") else f"{model}.py"
+    model = file.removeprefix("weights_").split("_")[0]  # resnet50 / vgg16 / efficientnetb0 / mobilenet
+    module = {"resnet": "resnet.py", "efficientnetb": "efficientnet.py", "mobilenet": "mobilenet_v3.py",
+              "efficientnetv": "efficientnet_v2.py"}.get(model.split("-")[0].rstrip("0123456789"),
+                                                          f"{model}.py")
     assert checksum.split(":")[1] in open(os.path.join(apps, module)).read(), file
 
 

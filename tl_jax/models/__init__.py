@@ -15,6 +15,7 @@ TORCHVISION_MEAN = (123.675, 116.28, 103.53)  # ImageNet mean * 255
 TORCHVISION_STD = (58.395, 57.12, 57.375)  # ImageNet std * 255
 CAFFE_MEAN = (123.68, 116.779, 103.939)  # Keras "caffe" mode (ResNet, VGG); std 1, BGR
 HALF = (127.5, 127.5, 127.5)  # x / 127.5 - 1 (Keras "tf" mode, EfficientNet-Lite)
+KERAS_V2 = (128.0, 128.0, 128.0)  # x / 128 - 1: Keras EfficientNetV2-S/M/L's Rescaling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,9 +32,19 @@ class ModelInfo:
   head: str = Classifier.HEAD  # path of the classifier layer
 
 
-def _lite(name: str, res: int, dropout: float) -> ModelInfo:
-  return ModelInfo(functools.partial(efficientnet.efficientnet_lite, name), res, dropout,
-                   HALF, HALF, False, "lukemelas")
+def _inverted_residual(name: str, numerics: efficientnet.Numerics, mean, std, weights: str,
+                       variant: str | None = None) -> ModelInfo:
+  """An ``efficientnet.VARIANTS`` row with the numerics of its weights' framework."""
+  variant = variant or name
+  row = efficientnet.VARIANTS[variant]
+  backbone = functools.partial(efficientnet.EfficientNet, variant=variant, numerics=numerics)
+  return ModelInfo(backbone, row.resolution, row.dropout, mean, std, False, weights)
+
+
+def _torchvision_efficientnet(name: str) -> efficientnet.Numerics:
+  # torchvision's B5-B7 use BatchNorm2d(eps=1e-3, momentum=0.01) (Flax 0.99); B0-B4 the defaults.
+  big = name in ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7")
+  return efficientnet.Numerics("torch", 1e-3, 0.99) if big else efficientnet.TORCH
 
 
 def _resnet(depth: int, style: str) -> ModelInfo:
@@ -64,8 +75,17 @@ def _convnext(name: str) -> ModelInfo:
 
 
 REGISTRY: dict[str, ModelInfo] = {
-    **{name: _lite(name, res, dropout)
-       for name, (_, _, res, dropout) in efficientnet.LITE_SCALING.items()},
+    **{name: _inverted_residual(name, efficientnet.TF, HALF, HALF, "lukemelas")
+       for name in efficientnet.LITE_NAMES},
+    # torchvision layout (torch padding); the TF layout (SAME padding, eps 1e-3) is keras_*,
+    # which timm's tf_efficientnet_b* ports also fit. Keras' own Rescaling + Normalization
+    # layers compute (x / 255 - ImageNet mean) / ImageNet std for the published weights.
+    **{name: _inverted_residual(name, _torchvision_efficientnet(name), TORCHVISION_MEAN,
+                                TORCHVISION_STD, "torchvision")
+       for name in efficientnet.B_NAMES},
+    **{f"keras_{name}": _inverted_residual(f"keras_{name}", efficientnet.TF, TORCHVISION_MEAN,
+                                           TORCHVISION_STD, "keras", variant=name)
+       for name in efficientnet.B_NAMES},
     **{f"resnet{d}": _resnet(d, "torchvision") for d in resnet.DEPTHS},
     **{f"keras_resnet{d}": _resnet(d, "keras") for d in (50, 101, 152)},
     # "_fc": the original fully-connected top kept (Keras include_top=True);
@@ -74,12 +94,26 @@ REGISTRY: dict[str, ModelInfo] = {
        for d in vgg.DEPTHS for bn in ("", "_bn") for fc in ("", "_fc")},
     **{f"keras_vgg{d}{fc}": _vgg(d, False, "fc" if fc else "pool", keras=True)
        for d in (16, 19) for fc in ("", "_fc")},
-    "mobilenet_v2": ModelInfo(
-        functools.partial(efficientnet.mobilenet_v2, padding="torch", bn_epsilon=1e-5), 224, 0.2,
-        TORCHVISION_MEAN, TORCHVISION_STD, False, "torchvision"),
-    "keras_mobilenet_v2": ModelInfo(
-        functools.partial(efficientnet.mobilenet_v2, padding="SAME", bn_epsilon=1e-3), 224, 0.2,
-        HALF, HALF, False, "keras"),
+    # EfficientNetV2: torchvision BatchNorm2d(eps=1e-3) (momentum 0.1); Keras eps 1e-3, momentum 0.9.
+    **{name: _inverted_residual(name, efficientnet.Numerics("torch", 1e-3, 0.9), TORCHVISION_MEAN,
+                                TORCHVISION_STD, "torchvision")
+       for name in ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l")},
+    **{f"keras_{name}": _inverted_residual(
+        f"keras_{name}", efficientnet.Numerics("SAME", 1e-3, 0.9),
+        *((TORCHVISION_MEAN, TORCHVISION_STD) if "_b" in name else (KERAS_V2, KERAS_V2)), "keras",
+        variant=name) for name in efficientnet.V2_NAMES},
+    # torch BatchNorm2d momentum 0.1 is Flax 0.9 (torchvision and timm MobileNetV2).
+    "mobilenet_v2": _inverted_residual("mobilenet_v2", efficientnet.TORCH, TORCHVISION_MEAN,
+                                       TORCHVISION_STD, "torchvision"),
+    # torchvision: BatchNorm2d(eps=1e-3, momentum=0.01); Keras: eps 1e-3, momentum 0.999.
+    **{f"mobilenet_v3_{size}": _inverted_residual(
+        f"mobilenet_v3_{size}", efficientnet.Numerics("torch", 1e-3, 0.99), TORCHVISION_MEAN,
+        TORCHVISION_STD, "torchvision") for size in ("large", "small")},
+    **{f"keras_mobilenet_v3_{size}": _inverted_residual(
+        f"keras_mobilenet_v3_{size}", efficientnet.Numerics("SAME", 1e-3, 0.999), HALF, HALF,
+        "keras", variant=f"mobilenet_v3_{size}") for size in ("large", "small")},
+    "keras_mobilenet_v2": _inverted_residual("keras_mobilenet_v2", efficientnet.TF, HALF, HALF,
+                                             "keras", variant="mobilenet_v2"),
     **{name: _regnet(name) for name in regnet.VARIANTS},
     **{name: _convnext(name) for name in convnext.VARIANTS},
 }

@@ -1,16 +1,24 @@
-"""EfficientNet-Lite (Tan & Le, 2019; the TF-Lite friendly variant) and MobileNetV2.
+"""The inverted-residual family: MobileNetV2/V3, EfficientNet-Lite, -B0..B7 and EfficientNetV2.
 
-Lite differs from EfficientNet-B*: ReLU6 instead of swish, no squeeze-excite,
-and the stem (32 channels), head conv (1280 channels) and the repeats of the
-first and last stage are not scaled. Convolutions use TF "SAME" padding (the
-extra pixel goes bottom/right), which is what the released weights expect.
+One builder for all of them (timm's ``_efficientnet_builder.py`` does the
+same). The rows live in ``efficientnet_rows``: a paper table is a tuple of
+stages, each a tuple of typed block rows (``DepthwiseSeparable``, ``MBConv``,
+``FusedMBConv``); a family's quirks are
+fields of its ``Arch`` row; a variant is one ``Variant`` row (width, depth,
+resolution, dropout); the numbers that depend on where the weights come from
+(padding, BatchNorm epsilon and momentum) are a ``Numerics`` row chosen by the
+registry. ``block_layout`` derives every block, with the list of its parts,
+from those rows; the model and every mapping table walk that one list.
 
 Parameter paths::
 
   backbone/stem/{conv,bn}
   backbone/stage{s}/block{b}/{expand_conv,expand_bn,depthwise_conv,depthwise_bn,
-                              project_conv,project_bn}     (s = 1..7, b from 1)
+                              se/{reduce,expand},project_conv,project_bn}
   backbone/top/{conv,bn}
+  backbone/top_fc/{kernel,bias}      (MobileNetV3: a Dense on the pooled features)
+
+(a block has the parts its row declares; s and b count from 1).
 """
 
 from collections.abc import Set
@@ -22,115 +30,120 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
-from tl_jax.models.layers import BatchNorm, Conv, DepthwiseConv, DropPath, conv_padding
+from tl_jax.models.blocks import ConvBNAct, DropPath, SqueezeExcite, activation
+from tl_jax.models.layers import BatchNorm, Conv, DepthwiseConv, conv_padding
+from tl_jax.models.efficientnet_rows import (  # re-exported: the family's public names
+    ARCHS, B0_STAGES, B_NAMES, LITE_NAMES, LITE_STAGES, MOBILENET_V2_STAGES,
+    MOBILENET_V3_LARGE_STAGES, MOBILENET_V3_SMALL_STAGES, TF, TORCH, V2_B0_STAGES, V2_L_STAGES,
+    V2_M_STAGES, V2_NAMES, V2_S_STAGES, VARIANTS, Arch, DepthwiseSeparable, FusedMBConv, MBConv,
+    Numerics, Row, Stages, Variant)
+
+# --- derived tables: one pure function --------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class StageSpec:
-  kernel: int
-  stride: int
-  expand: int
-  channels: int
-  repeats: int
-
-
-# EfficientNet-B0 stages; every Lite variant scales these.
-BASE_STAGES = (
-    StageSpec(3, 1, 1, 16, 1),
-    StageSpec(3, 2, 6, 24, 2),
-    StageSpec(5, 2, 6, 40, 2),
-    StageSpec(3, 2, 6, 80, 3),
-    StageSpec(5, 1, 6, 112, 3),
-    StageSpec(5, 2, 6, 192, 4),
-    StageSpec(3, 1, 6, 320, 1),
-)
-
-# MobileNetV2 (Sandler et al., 2018) is the same network of inverted residuals
-# with 3x3 kernels throughout (expansion t, channels c, repeats n, stride s).
-MOBILENET_V2_STAGES = (
-    StageSpec(3, 1, 1, 16, 1),
-    StageSpec(3, 2, 6, 24, 2),
-    StageSpec(3, 2, 6, 32, 3),
-    StageSpec(3, 2, 6, 64, 4),
-    StageSpec(3, 1, 6, 96, 3),
-    StageSpec(3, 2, 6, 160, 3),
-    StageSpec(3, 1, 6, 320, 1),
-)
-
-# name: (width multiplier, depth multiplier, resolution, dropout before the head)
-LITE_SCALING = {
-    "efficientnet_lite0": (1.0, 1.0, 224, 0.2),
-    "efficientnet_lite1": (1.0, 1.1, 240, 0.2),
-    "efficientnet_lite2": (1.1, 1.2, 260, 0.3),
-    "efficientnet_lite3": (1.2, 1.4, 280, 0.3),
-    "efficientnet_lite4": (1.4, 1.8, 300, 0.3),
-}
-STEM_CHANNELS = 32
-TOP_CHANNELS = 1280
-
-
-def round_channels(channels: int, width: float, divisor: int = 8) -> int:
+def round_channels(channels: float, width: float = 1.0, divisor: int = 8, limit: float = 0.9) -> int:
   """Scales a channel count and rounds it to a multiple of ``divisor`` (TF rule)."""
   scaled = channels * width
   rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
-  if rounded < 0.9 * scaled:  # never round down by more than 10%
+  if rounded < limit * scaled:  # never round down by more than 1 - limit (10%)
     rounded += divisor
   return int(rounded)
 
 
-def lite_stages(width: float, depth: float, base=BASE_STAGES) -> tuple[StageSpec, ...]:
-  """The stage specs of a Lite variant: first and last stage keep their repeats."""
-  last = len(base) - 1
-  return tuple(
-      dataclasses.replace(
-          s,
-          channels=round_channels(s.channels, width),
-          repeats=s.repeats if i in (0, last) else int(math.ceil(depth * s.repeats)),
-      )
-      for i, s in enumerate(base)
-  )
+@dataclasses.dataclass(frozen=True)
+class Part:
+  """One layer group of a block: ``{name}_conv`` + ``{name}_bn``, or the ``se`` module."""
+
+  name: str  # expand | depthwise | se | project
+  kind: str  # conv | depthwise | se
+  features: int  # output width (for se: the reduced width)
+  kernel: int = 1
+  stride: int = 1
+  act: str = "identity"
+  gate: str = ""  # se only
 
 
-def block_layout(stages) -> list[tuple[str, str, int, int, StageSpec]]:
-  """(stage name, block name, in channels, stride, spec) for every block, in order.
+@dataclasses.dataclass(frozen=True)
+class BlockSpec:
+  """One block of the network, as the model builds it and the mapping tables name it."""
 
-  The model and the weight mapping tables both iterate this, so their paths
-  cannot disagree.
-  """
-  layout, in_ch = [], STEM_CHANNELS
-  for s, spec in enumerate(stages, start=1):
-    for b in range(1, spec.repeats + 1):
-      stride = spec.stride if b == 1 else 1
-      layout.append((f"stage{s}", f"block{b}", in_ch, stride, spec))
-      in_ch = spec.channels
+  stage: int  # 1-based
+  block: int  # 1-based within the stage
+  index: int  # 0-based over the whole network
+  row: Row
+  in_channels: int
+  stride: int
+  parts: tuple[Part, ...]
+
+  @property
+  def path(self) -> str:
+    return f"backbone/stage{self.stage}/block{self.block}"
+
+  @property
+  def out_channels(self) -> int:
+    return self.parts[-1].features
+
+  @property
+  def skip(self) -> bool:
+    return self.stride == 1 and self.in_channels == self.out_channels
+
+
+def _parts(row: Row, arch: Arch, in_ch: int, out: int, stride: int) -> tuple[Part, ...]:
+  act = row.act or arch.act
+  k = row.kernel
+  hidden = in_ch if isinstance(row, DepthwiseSeparable) else round_channels(in_ch * row.expand)
+  se = ()
+  if row.se:
+    reduced = (round_channels(hidden * row.se) if arch.se_from_expanded
+               else max(1, int(in_ch * row.se)))
+    se = (Part("se", "se", reduced, act=arch.se_act or act, gate=arch.se_gate),)
+  project = (Part("project", "conv", out),)
+  if isinstance(row, DepthwiseSeparable):
+    return (Part("depthwise", "depthwise", hidden, k, stride, act),) + se + project
+  if isinstance(row, MBConv):
+    return ((Part("expand", "conv", hidden, 1, 1, act), Part("depthwise", "depthwise", hidden, k, stride, act))
+            + se + project)
+  if row.expand == 1:  # a single kxk conv-bn-act
+    return (Part("project", "conv", out, k, stride, act),) + se
+  return (Part("expand", "conv", hidden, k, stride, act),) + se + project
+
+
+def stem_width(variant: Variant) -> int:
+  arch = ARCHS[variant.arch]
+  return round_channels(arch.stem, variant.width, limit=arch.round_limit) if arch.scale_ends else arch.stem
+
+
+def top_width(variant: Variant) -> int:
+  arch = ARCHS[variant.arch]
+  return round_channels(arch.top, variant.width, limit=arch.round_limit) if arch.scale_ends else arch.top
+
+
+def block_layout(variant: Variant) -> list[BlockSpec]:
+  """Every block of ``variant`` in order, with its parts: widths and repeats scaled."""
+  arch = ARCHS[variant.arch]
+  layout, in_ch, last = [], stem_width(variant), len(arch.stages) - 1
+  for s, rows in enumerate(arch.stages):
+    b = 0
+    for row in rows:
+      out = round_channels(row.out, variant.width, limit=arch.round_limit)
+      fixed = not arch.scale_ends and s in (0, last)
+      repeats = row.repeats if fixed else int(math.ceil(variant.depth * row.repeats))
+      for r in range(repeats):
+        stride = row.stride if r == 0 else 1
+        b += 1
+        layout.append(BlockSpec(s + 1, b, len(layout), row, in_ch, stride,
+                                _parts(row, arch, in_ch, out, stride)))
+        in_ch = out
   return layout
 
 
-class ConvBN(nn.Module):
-  """Convolution, BatchNorm and ReLU6: the stem and the top of the network."""
-
-  features: int
-  kernel: int
-  stride: int
-  norm: Any
-  dtype: Any = jnp.float32
-  padding: str = "SAME"
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    k, s = self.kernel, self.stride
-    pads = [conv_padding(self.padding, n, k, s) for n in x.shape[1:3]]
-    x = Conv(self.features, (k, k), (s, s), padding=pads, use_bias=False,
-                dtype=self.dtype, name="conv")(x)
-    return nn.relu6(self.norm(name="bn")(x, not train))
+# --- the model ----------------------------------------------------------------------------------
 
 
-class MBConv(nn.Module):
-  """Inverted residual block: 1x1 expand, depthwise kxk, 1x1 project."""
+class InvertedResidual(nn.Module):
+  """One block: its parts in order, then the residual (with stochastic depth) when shapes allow."""
 
-  in_channels: int
-  spec: StageSpec
-  stride: int
+  spec: BlockSpec
   norm: Any
   drop_path_rate: float = 0.0
   dtype: Any = jnp.float32
@@ -138,83 +151,74 @@ class MBConv(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    conv = functools.partial(Conv, use_bias=False, padding="SAME", dtype=self.dtype)
     inputs = x
-    hidden = self.in_channels * self.spec.expand
-    if self.spec.expand != 1:
-      x = conv(hidden, (1, 1), name="expand_conv")(x)
-      x = nn.relu6(self.norm(name="expand_bn")(x, not train))
-    k, s = self.spec.kernel, self.stride
-    x = DepthwiseConv(k, s, self.dtype, self.padding, name="depthwise_conv")(x)
-    x = nn.relu6(self.norm(name="depthwise_bn")(x, not train))
-    x = conv(self.spec.channels, (1, 1), name="project_conv")(x)
-    x = self.norm(name="project_bn")(x, not train)
-    if self.stride == 1 and self.in_channels == self.spec.channels:
+    for part in self.spec.parts:
+      if part.kind == "se":
+        x = SqueezeExcite(part.features, part.act, part.gate, self.dtype, name="se")(x)
+        continue
+      if part.kind == "depthwise":
+        x = DepthwiseConv(kernel_size=part.kernel, stride=part.stride, dtype=self.dtype,
+                          padding=self.padding, name=f"{part.name}_conv")(x)
+      else:
+        k, s = part.kernel, part.stride
+        pads = [conv_padding(self.padding, n, k, s) for n in x.shape[1:3]]
+        x = Conv(part.features, (k, k), (s, s), padding=pads, use_bias=False, dtype=self.dtype,
+                 name=f"{part.name}_conv")(x)
+      x = activation(part.act)(self.norm(name=f"{part.name}_bn")(x, not train))
+    if self.spec.skip:
       x = DropPath(self.drop_path_rate)(x, not train) + inputs
     return x
 
 
 class Stage(nn.Module):
-  """A run of MBConv blocks named block1..blockN."""
+  """A run of blocks named block1..blockN."""
 
-  blocks: tuple  # (in channels, stride, spec, drop-path rate) per block
+  blocks: tuple  # (BlockSpec, drop-path rate) per block
   norm: Any
   dtype: Any = jnp.float32
   padding: str = "SAME"
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    for b, (in_ch, stride, spec, rate) in enumerate(self.blocks, start=1):
-      x = MBConv(in_ch, spec, stride, self.norm, rate, self.dtype, self.padding,
-                 name=f"block{b}")(x, train)
+    for spec, rate in self.blocks:
+      x = InvertedResidual(spec, self.norm, rate, self.dtype, self.padding,
+                           name=f"block{spec.block}")(x, train)
     return x
 
 
-class EfficientNetLite(nn.Module):
-  """EfficientNet-Lite backbone; with ``base=MOBILENET_V2_STAGES``, MobileNetV2.
+class EfficientNet(nn.Module):
+  """An inverted-residual backbone: ``variant`` (a key of ``VARIANTS``) with ``numerics``.
 
   Takes normalised NHWC images and returns the features dict
-  ``{"stem", "stage1".."stage7", "pre_logits"}``. ``padding`` and
-  ``bn_epsilon`` follow the framework the weights come from: TF/Keras
-  ("SAME", 1e-3) or PyTorch ("torch", 1e-5 for torchvision and timm's MobileNetV2).
+  ``{"stem", "stage1".."stageN", "pre_logits"}``.
   """
 
-  width: float = 1.0
-  depth: float = 1.0
+  variant: str = "efficientnet_lite0"
+  numerics: Numerics = TF
   drop_path_rate: float = 0.0
   frozen_bn: Set[str] = frozenset()
   dtype: Any = jnp.float32
-  base: tuple = BASE_STAGES
-  padding: str = "SAME"
-  bn_epsilon: float = 1e-3
 
   @nn.compact
   def __call__(self, x, train: bool = False) -> dict[str, jnp.ndarray]:
-    norm = functools.partial(
-        BatchNorm, momentum=0.99, epsilon=self.bn_epsilon, frozen=self.frozen_bn, dtype=self.dtype
-    )
+    variant, num = VARIANTS[self.variant], self.numerics
+    arch = ARCHS[variant.arch]
+    norm = functools.partial(BatchNorm, momentum=num.bn_momentum, epsilon=num.bn_epsilon,
+                             frozen=self.frozen_bn, dtype=self.dtype)
     features = {}
-    x = features["stem"] = ConvBN(STEM_CHANNELS, 3, 2, norm, self.dtype, self.padding,
-                                  name="stem")(x, train)
-    layout = block_layout(lite_stages(self.width, self.depth, self.base))
-    stages: dict[str, list] = {}
-    for i, (stage, _, in_ch, stride, spec) in enumerate(layout):
-      rate = self.drop_path_rate * i / len(layout)  # deeper blocks drop more
-      stages.setdefault(stage, []).append((in_ch, stride, spec, rate))
-    for stage, blocks in stages.items():
-      x = features[stage] = Stage(tuple(blocks), norm, self.dtype, self.padding,
-                                  name=stage)(x, train)
-    x = ConvBN(TOP_CHANNELS, 1, 1, norm, self.dtype, name="top")(x, train)
-    features["pre_logits"] = jnp.mean(x, axis=(1, 2))
+    x = features["stem"] = ConvBNAct(stem_width(variant), 3, 2, norm, arch.act, self.dtype,
+                                     num.padding, name="stem")(x, train)
+    layout = block_layout(variant)
+    stages: dict[int, list] = {}
+    for spec in layout:
+      rate = self.drop_path_rate * spec.index / len(layout)  # deeper blocks drop more
+      stages.setdefault(spec.stage, []).append((spec, rate))
+    for s, blocks in stages.items():
+      x = features[f"stage{s}"] = Stage(tuple(blocks), norm, self.dtype, num.padding,
+                                        name=f"stage{s}")(x, train)
+    x = ConvBNAct(top_width(variant), 1, 1, norm, arch.act, self.dtype, name="top")(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    if arch.top_fc:
+      x = activation(arch.act)(nn.Dense(arch.top_fc, dtype=self.dtype, name="top_fc")(x))
+    features["pre_logits"] = x
     return features
-
-
-def efficientnet_lite(name: str, **kwargs) -> EfficientNetLite:
-  """The backbone ``name`` (a key of ``LITE_SCALING``)."""
-  width, depth, _, _ = LITE_SCALING[name]
-  return EfficientNetLite(width=width, depth=depth, **kwargs)
-
-
-def mobilenet_v2(**kwargs) -> EfficientNetLite:
-  """MobileNetV2 (width 1.0); pass ``padding``/``bn_epsilon`` of the weights' framework."""
-  return EfficientNetLite(base=MOBILENET_V2_STAGES, **kwargs)

@@ -52,6 +52,8 @@ class BlockSpec:
   width: int
   stride: int
   downsample: bool  # the shortcut needs a projection (1x1 conv + BN)
+  stage_index: int  # 1-based, as in ``stage``: mapping tables number from these, never parse names
+  block_index: int
 
 
 def block_layout(depth: int) -> list[BlockSpec]:
@@ -68,7 +70,7 @@ def block_layout(depth: int) -> list[BlockSpec]:
       stride = 2 if b == 1 and s > 1 else 1
       out = width * expansion
       layout.append(BlockSpec(f"stage{s}", f"block{b}", in_ch, width, stride,
-                              stride != 1 or in_ch != out))
+                              stride != 1 or in_ch != out, s, b))
       in_ch = out
   return layout
 

@@ -17,6 +17,7 @@ Parameter paths::
 """
 
 from collections.abc import Set
+import dataclasses
 from typing import Any
 
 import flax.linen as nn
@@ -32,15 +33,20 @@ FC_GRID = 7  # the fc layers were trained on a 7x7x512 map (224 px input)
 TOPS = ("pool", "fc")
 
 
-def conv_layout(depth: int) -> list[tuple[str, str, int, int]]:
-  """(stage name, conv index from 1, in channels, out channels) for every conv, in order.
+@dataclasses.dataclass(frozen=True)
+class ConvSpec:
+  stage: int  # from 1: backbone/stage{stage}
+  conv: int  # from 1 within the stage: conv{conv} (+ bn{conv})
+  in_channels: int
+  out_channels: int
 
-  The model and the weight mapping tables both iterate this.
-  """
+
+def conv_layout(depth: int) -> list[ConvSpec]:
+  """Every conv of VGG-``depth``, in order; the mapping tables iterate this."""
   layout, in_ch = [], 3
   for s, (n, ch) in enumerate(zip(DEPTHS[depth], STAGE_CHANNELS), start=1):
     for c in range(1, n + 1):
-      layout.append((f"stage{s}", c, in_ch, ch))
+      layout.append(ConvSpec(s, c, in_ch, ch))
       in_ch = ch
   return layout
 

