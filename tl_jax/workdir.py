@@ -68,6 +68,14 @@ def read_metrics(workdir: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def truncate_metrics(workdir: str, step: int) -> None:
+  """Drops the records of steps after ``step`` (a crash after them lost their checkpoint)."""
+  records = read_metrics(workdir)
+  kept = [r for r in records if r["step"] <= step]
+  if len(kept) < len(records):
+    _write_atomic(metrics_path(workdir), "".join(json.dumps(r) + "\n" for r in kept))
+
+
 def write_summary(workdir: str, summary: dict[str, Any]) -> None:
   _write_atomic(os.path.join(workdir, "summary.json"), json.dumps(summary, indent=1))
 
