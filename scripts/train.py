@@ -24,21 +24,17 @@ from ml_collections import config_flags
 from tl_jax import config_checks, errors, sharding, trainer
 
 _DEFAULT_CONFIG = "configs/quickstart.py"
+if __name__ == "__main__":  # before the flag exists: ml_collections applies overrides as it
+  # defines it (default file) or parses it, and its error for an unknown key is a traceback.
+  if problem := config_checks.unknown_override(sys.argv, _DEFAULT_CONFIG):
+    sys.stderr.write(f"error: {problem}\n")
+    sys.exit(2)
 _CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Where checkpoints, metrics and reports go.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (multi-host).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes in a multi-host run (0: from env, else 1).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (-1: from env).")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the full traceback of a failure (always in error.log).")
-
-
-def _parse_flags(argv):
-  # Before ml_collections applies overrides: its error for an unknown key is a traceback.
-  problem = config_checks.unknown_override(argv, _DEFAULT_CONFIG)
-  if problem:
-    sys.stderr.write(f"error: {problem}\n")
-    sys.exit(2)
-  return app.parse_flags_with_usage(argv)
 
 
 def main(argv):
@@ -56,4 +52,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main, flags_parser=_parse_flags)
+  app.run(main)

@@ -209,7 +209,8 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   _log_groups(state, groups)
 
   on_nonfinite = tcfg.get("on_nonfinite", "stop")
-  guard = guard_lib.Guard(on_nonfinite, optim.schedule(config.optim, total_steps), ckpts.latest_step)
+  lr = optim.schedule(config.optim, total_steps)
+  guard = guard_lib.Guard(on_nonfinite, lr, ckpts.latest_step)
   loss_fn = functools.partial(steps.cross_entropy, label_smoothing=tcfg.label_smoothing)
   augment_fn = data_lib.augment.from_config(config.get("augment"))  # None: all options off
   # Replicated outputs: every process can read the new state and the metrics.
@@ -222,14 +223,17 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
                                num_classes=dataset.num_classes, mesh=mesh)
   run = _Run(config, workdir, mesh, dataset, val_name, ckpts, steps_per_epoch, total_steps, cached, evaluate,
              new_train_fn, guard, phase, groups, {phase: new_train_fn()}, t_start, t0)
+  # The guard names the largest learning rate in use: the schedule times the largest trainable lr_mult.
+  guard.lr = lambda step: lr(step) * max((g.lr_mult for g in run.groups.settings.values() if g.trainable),
+                                         default=1.0)
   return run, sharding.replicate(state, mesh)
 
 
 def _restore(run: _Run, state):
   """``state`` from the newest checkpoint, if there is one (it saved in ``run.phase``)."""
   step = run.ckpts.latest_step()
-  if run.main_process:  # records of steps after it come again
-    workdir_lib.truncate_metrics(run.workdir, step or 0)
+  if run.main_process:  # one record per evaluated step: those after ``step`` come again
+    workdir_lib.resume_metrics(run.workdir, step or 0, run.ckpts.metrics(step) if step else None)
   if step is None:
     return state
   state = run.ckpts.restore(step, state)
@@ -303,7 +307,7 @@ def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch:
   }
   if run.guard.mode == "skip_step":
     record["skipped_steps"] = run.guard.skipped
-  run.ckpts.save(step, state, {"val_accuracy": record["val_accuracy"]})
+  run.ckpts.save(step, state, record)  # the record is kept with it: see workdir.resume_metrics
   if run.main_process:  # after the checkpoint commits: a resume never repeats the record
     workdir_lib.append_metrics(run.workdir, record)
   return record

@@ -43,7 +43,7 @@ def check(labels: np.ndarray, num_images: int, num_classes: int | None, where: s
   high = labels >= num_classes if num_classes is not None else np.zeros_like(low)
   if low.any() or high.any():
     values, counts = np.unique(labels[low | high], return_counts=True)
-    listed = ", ".join(f"{v} ({c} image{'s' * (c > 1)})" for v, c in zip(values[:_SHOWN], counts[:_SHOWN]))
+    listed = ", ".join(f"{v} ({c} image{'s' if c > 1 else ''})" for v, c in zip(values[:_SHOWN], counts[:_SHOWN]))
     valid = f"[0, {num_classes})" if num_classes is not None else "non-negative"
     names = f" for {num_classes} class names" if num_classes is not None else ""
     raise InvalidInput(f"{where}: labels must be {valid}{names}; found {listed}. Fix the labels"
