@@ -184,9 +184,16 @@ class Checkpoints:
   def _apply_retention(self) -> None:
     steps = self.steps()
     keep = set(steps[-self.keep:]) | {self.best_step()}
+    if jax.process_index() == 0:  # deletes that a kill interrupted
+      for name in os.listdir(self.directory):
+        if name.startswith(".deleting-"):
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
     for step in steps:
       if step not in keep and jax.process_index() == 0:
-        shutil.rmtree(self._dir(step))
+        # Renamed first: a kill during the delete leaves no half step that looks like a checkpoint.
+        trash = os.path.join(self.directory, f".deleting-{step}")
+        os.replace(self._dir(step), trash)
+        shutil.rmtree(trash)
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices("tl_jax: retention applied")
     self.manager.reload()

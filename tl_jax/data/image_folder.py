@@ -94,9 +94,10 @@ def _report(root: str, problems: list[tuple[list[str], str, str]], on_error: str
   if not found:
     return
   if on_error == "fail":
-    raise InvalidInput(f"{root!r} has problems:\n" + "\n".join(
-        f"{len(paths)} {what}:{_listed(paths)}\n  -> {fix}" for paths, what, fix in found)
-        + "\nFix them, or set data.on_error='skip' to leave them out.")
+    counts = ", ".join(f"{len(paths)} {what.split(' (')[0]}" for paths, what, _ in found)
+    raise InvalidInput("\n".join(f"{len(paths)} {what}:{_listed(paths)}\n  -> {fix}" for paths, what, fix in found)
+                       + f"\nImage folder {root!r} has {counts} (listed above): fix them, "
+                       "or set data.on_error='skip' to leave them out.")
   for paths, what, _ in found:
     log.warning("Skipping %d %s:%s", len(paths), what, _listed(paths))
 
