@@ -73,6 +73,7 @@ def get_config() -> ml_collections.ConfigDict:
       log_every_steps=10,
       keep_checkpoints=2,
       label_smoothing=0.0,
+      on_nonfinite="stop",  # non-finite loss/gradients: "stop" the run, or "skip_step" (drop the update)
       # JAX's persistent compilation cache: reruns skip compiling ("" = off).
       compilation_cache_dir="~/.cache/tl_jax/jax_cache",
   )

@@ -6,29 +6,34 @@ r"""Evaluates a saved checkpoint of a run in a fresh process.
 Prints accuracy, top-5 (more than 5 classes), macro F1 and per-class
 precision/recall/F1; writes report.json and confusion_matrix.png. With
 --data, on any labelled data whose class names are the run's (tl_jax.evaluation),
-into W/eval/<data name>_step<N>/.
+into W/eval/<data name>_step<N>/. A checkpoint that fails verification is an
+error naming it and the file at fault (exit 1; traceback in
+<workdir>/eval/error.log, or printed with --verbose).
 """
 
 import logging as std_logging
+import os
 
 from absl import app, flags, logging
 
-from tl_jax import evaluation, trainer
+from tl_jax import errors, evaluation, trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a tl_jax run.", required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
 _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 _DATA = flags.DEFINE_string("data", "", "Other data instead of a split: folder:PATH, npz:PATH or tfds:NAME:SPLIT.")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the full traceback of a failure.")
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
   std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
-  if _DATA.value:
-    r = evaluation.evaluate(_WORKDIR.value, _DATA.value, _CHECKPOINT.value)
-  else:
-    r = trainer.evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value)
+  with errors.report_failure(os.path.join(_WORKDIR.value, "eval", "error.log"), _VERBOSE.value):
+    if _DATA.value:
+      r = evaluation.evaluate(_WORKDIR.value, _DATA.value, _CHECKPOINT.value)
+    else:
+      r = trainer.evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value)
   print(f"{r['split']} @ step {r['step']}: accuracy {r['accuracy']:.4f}"
         + (f", top-5 {r['top5_accuracy']:.4f}" if "top5_accuracy" in r else "")
         + f", macro F1 {r['macro_f1']:.4f} ({r['num_examples']} examples)")

@@ -7,30 +7,43 @@ Data parallel over all local devices. Multi-host: start the same command on
 every host with --coordinator_address=HOST0:PORT --num_processes=N
 --process_id=i (or the JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES /
 JAX_PROCESS_ID variables) and a --workdir all hosts share.
+
+A failed run ends with one line naming the cause (``error: ...``); the full
+traceback is in <workdir>/error.log, or printed with --verbose.
 """
 
 import json
 import logging as std_logging
+import os
+import sys
 
 from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from tl_jax import sharding, trainer
+from tl_jax import config_checks, errors, sharding, trainer
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Experiment config file.")
+_DEFAULT_CONFIG = "configs/quickstart.py"
+if __name__ == "__main__":  # before the flag exists: ml_collections applies overrides as it
+  # defines it (default file) or parses it, and its error for an unknown key is a traceback.
+  if problem := config_checks.unknown_override(sys.argv, _DEFAULT_CONFIG):
+    sys.stderr.write(f"error: {problem}\n")
+    sys.exit(2)
+_CONFIG = config_flags.DEFINE_config_file("config", _DEFAULT_CONFIG, "Experiment config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart", "Where checkpoints, metrics and reports go.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", "", "host:port of process 0 (multi-host).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes in a multi-host run (0: from env, else 1).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index (-1: from env).")
+_VERBOSE = flags.DEFINE_bool("verbose", False, "Print the full traceback of a failure (always in error.log).")
 
 
 def main(argv):
   del argv
-  sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
-  std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
-  summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  with errors.report_failure(os.path.join(_WORKDIR.value, "error.log"), _VERBOSE.value):
+    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
+    std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
+    summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   if jax.process_index():
     return
   print(json.dumps(summary, indent=1))

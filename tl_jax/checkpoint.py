@@ -1,58 +1,211 @@
-"""A thin wrapper over Orbax's CheckpointManager: keep the latest k and the best."""
+"""Checkpoints of a run: Orbax writes them, this module decides which ones to trust.
 
+After Orbax commits step ``N`` (``checkpoints/N/`` with its ``commit_success.txt``
+and ``_CHECKPOINT_METADATA`` markers), process 0 writes ``checkpoints/N/tl_jax_manifest.json``:
+the size and sha256 of every file of the step and its metrics. Only then does
+the step count. A step *verifies* when it has both markers and its files match
+the manifest; only verified steps are restored, are ``latest`` or ``best``, and
+are ever deleted by retention (the latest ``keep`` verified steps and the best
+one stay). A step that fails is reported with the file at fault and never
+deleted: the writer moves it to ``<workdir>/rejected_checkpoints/`` so that
+training can save that step again.
+"""
+
+import hashlib
+import json
+import logging
 import os
+import shutil
+import time
 from typing import Any
 
+import jax
+from jax.experimental import multihost_utils
 import orbax.checkpoint as ocp
-from orbax.checkpoint import checkpoint_managers as policies
+
+from tl_jax.errors import CorruptCheckpoint
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "tl_jax_manifest.json"
+MARKERS = ("commit_success.txt", "_CHECKPOINT_METADATA")  # written by Orbax when a save commits
+
+
+def _sha256(path: str) -> str:
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def _files(step_dir: str) -> list[str]:
+  """Paths of the step's files relative to ``step_dir``, sorted, the manifest left out."""
+  out = []
+  for root, _, names in os.walk(step_dir):
+    out += [os.path.relpath(os.path.join(root, n), step_dir) for n in names]
+  return sorted(p for p in out if p != MANIFEST)
+
+
+def write_manifest(step_dir: str, metrics: dict[str, float]) -> None:
+  """Records every file's size and sha256 (atomically: a half-written manifest never exists)."""
+  files = {p: {"size": os.path.getsize(os.path.join(step_dir, p)), "sha256": _sha256(os.path.join(step_dir, p))}
+           for p in _files(step_dir)}
+  path = os.path.join(step_dir, MANIFEST)
+  with open(path + ".tmp", "w") as f:
+    json.dump({"files": files, "metrics": metrics}, f, indent=1)
+  os.replace(path + ".tmp", path)
+
+
+def verify(step_dir: str) -> str | None:
+  """None if ``step_dir`` is a complete, intact checkpoint; else why not, naming the file."""
+  for marker in MARKERS:
+    if not os.path.exists(os.path.join(step_dir, marker)):
+      return f"no Orbax commit marker {marker} (the save never committed)"
+  try:
+    with open(os.path.join(step_dir, MANIFEST)) as f:
+      files = json.load(f)["files"]
+  except FileNotFoundError:
+    return f"no {MANIFEST} (the save did not finish, or an older tl_jax wrote it)"
+  except (ValueError, KeyError) as e:
+    return f"{MANIFEST} is unreadable ({e})"
+  for rel, want in files.items():
+    path = os.path.join(step_dir, rel)
+    if not os.path.exists(path):
+      return f"{rel} is missing"
+    size = os.path.getsize(path)
+    if size != want["size"]:
+      return f"{rel} has {size} bytes, {want['size']} when saved (truncated or overwritten)"
+    if _sha256(path) != want["sha256"]:
+      return f"{rel} does not match its sha256 (corrupted since it was saved)"
+  return None
 
 
 class Checkpoints:
   """Checkpoints of a run under ``<workdir>/checkpoints``.
 
-  Keeps the ``keep`` latest steps and the best step by ``metric`` (higher is
-  better), whatever its age.
+  Keeps the ``keep`` latest verified steps and the best verified step by
+  ``metric`` (higher is better), whatever its age.
   """
 
   def __init__(self, workdir: str, *, keep: int = 2, metric: str = "val_accuracy"):
-    self.metric = metric
-    get = lambda metrics: metrics[metric]
-    options = ocp.CheckpointManagerOptions(
-        best_fn=get,
-        best_mode="max",
-        preservation_policy=policies.AnyPreservationPolicy(
-            [policies.LatestN(keep), policies.BestN(get_metric_fn=get, n=1)]
-        ),
-        enable_async_checkpointing=False,  # saves are small; keep failures synchronous
-    )
-    self.manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                                         options=options)
+    self.workdir, self.keep, self.metric = os.path.abspath(workdir), keep, metric
+    self.directory = os.path.join(self.workdir, "checkpoints")
+    self._checked: dict[int, tuple[float, str | None]] = {}  # step -> (manifest mtime, verify())
+    # No Orbax retention or best-tracking: it would count unverified steps.
+    self.manager = ocp.CheckpointManager(
+        self.directory, options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False))
 
-  def save(self, step: int, state: Any, metrics: dict[str, float]) -> None:
-    self.manager.save(step, args=ocp.args.StandardSave(state), metrics=metrics, force=True)
-    self.manager.wait_until_finished()
+  def _dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _on_disk(self) -> list[int]:
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
+
+  def problem(self, step: int) -> str | None:
+    """Why step ``step`` is not to be trusted (None: it verifies). Cached until its manifest changes."""
+    manifest = os.path.join(self._dir(step), MANIFEST)
+    mtime = os.path.getmtime(manifest) if os.path.exists(manifest) else -1.0
+    if self._checked.get(step, (None,))[0] != mtime:
+      self._checked[step] = (mtime, verify(self._dir(step)))
+    return self._checked[step][1]
 
   def steps(self) -> list[int]:
-    return list(self.manager.all_steps())
+    """Verified steps, oldest first."""
+    return [s for s in self._on_disk() if self.problem(s) is None]
+
+  def rejected(self) -> dict[int, str]:
+    """Step directories that fail verification -> why."""
+    return {s: p for s in self._on_disk() if (p := self.problem(s)) is not None}
 
   def latest_step(self) -> int | None:
-    return self.manager.latest_step()
+    steps = self.steps()
+    return steps[-1] if steps else None
 
   def best_step(self) -> int | None:
-    return self.manager.best_step()
+    scored = [(self.metrics(s).get(self.metric, float("-inf")), s) for s in self.steps()]
+    return max(scored)[1] if scored else None  # ties: the later step
+
+  def metrics(self, step: int) -> dict[str, float]:
+    with open(os.path.join(self._dir(step), MANIFEST)) as f:
+      return json.load(f)["metrics"]
 
   def resolve(self, which: str | int) -> int:
-    """``'latest'``, ``'best'`` or a step number -> an existing step."""
-    step = {"latest": self.latest_step, "best": self.best_step}.get(str(which), lambda: int(which))()
+    """``'latest'``, ``'best'`` or a step number -> a verified step.
+
+    Raises:
+      CorruptCheckpoint: the step exists but fails verification (names the file).
+      FileNotFoundError: there is no such step.
+    """
+    if str(which) in ("latest", "best"):
+      step = self.latest_step() if which == "latest" else self.best_step()
+      for skipped, why in self.rejected().items():
+        log.warning("Checkpoint %d skipped: %s.", skipped, why)
+    else:
+      step = int(which)
+      if step in self._on_disk() and self.problem(step):
+        raise CorruptCheckpoint(f"Checkpoint {self._dir(step)} is not usable: {self.problem(step)}. "
+                                f"Verified checkpoints: {self.steps() or 'none'}.")
     if step is None or step not in self.steps():
-      raise FileNotFoundError(
-          f"No checkpoint {which!r} in {self.manager.directory}; saved steps: {self.steps() or 'none'}."
-      )
+      skipped = "; ".join(f"{s}: {p}" for s, p in self.rejected().items())
+      raise FileNotFoundError(f"No checkpoint {which!r} in {self.directory}; verified steps: "
+                              f"{self.steps() or 'none'}" + (f" (skipped {skipped})" if skipped else "") + ".")
     return step
 
-  def restore(self, step: int, abstract_state: Any) -> Any:
-    """Restores ``step`` into the structure (and shardings) of ``abstract_state``."""
-    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+  def set_aside_rejected(self) -> dict[int, str]:
+    """Writer only: moves every step that fails verification to ``<workdir>/rejected_checkpoints/``
+    (never deletes), logging why; returns them. Training can then save those steps again."""
+    rejected = self.rejected()
+    if rejected and jax.process_index() == 0:
+      aside = os.path.join(self.workdir, "rejected_checkpoints")
+      os.makedirs(aside, exist_ok=True)
+      for step, why in rejected.items():
+        dest = os.path.join(aside, f"{step}.{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(self._dir(step), dest)
+        log.warning("Checkpoint %d skipped: %s. Moved to %s.", step, why, dest)
+    if rejected and jax.process_count() > 1:
+      multihost_utils.sync_global_devices("tl_jax: rejected checkpoints set aside")
+    self._checked.clear()
+    self.manager.reload()
+    return rejected
 
-  def metrics(self, step: int) -> dict[str, float] | None:
-    return self.manager.metrics(step)
+  def save(self, step: int, state: Any, metrics: dict[str, float]) -> None:
+    """Saves ``step``; it counts once its manifest is written. Then applies retention."""
+    self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+    self.manager.wait_until_finished()
+    if jax.process_index() == 0:
+      write_manifest(self._dir(step), metrics)
+    if jax.process_count() > 1:  # every process sees the manifest before going on
+      multihost_utils.sync_global_devices(f"tl_jax: checkpoint {step} committed")
+    self._apply_retention()
+
+  def _apply_retention(self) -> None:
+    steps = self.steps()
+    keep = set(steps[-self.keep:]) | {self.best_step()}
+    if jax.process_index() == 0:  # deletes that a kill interrupted
+      for name in os.listdir(self.directory):
+        if name.startswith(".deleting-"):
+          shutil.rmtree(os.path.join(self.directory, name), ignore_errors=True)
+    for step in steps:
+      if step not in keep and jax.process_index() == 0:
+        # Renamed first: a kill during the delete leaves no half step that looks like a checkpoint.
+        trash = os.path.join(self.directory, f".deleting-{step}")
+        os.replace(self._dir(step), trash)
+        shutil.rmtree(trash)
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("tl_jax: retention applied")
+    self.manager.reload()
+
+  def restore(self, step: int, abstract_state: Any) -> Any:
+    """Restores verified ``step`` into the structure (and shardings) of ``abstract_state``.
+
+    Raises:
+      CorruptCheckpoint: ``step`` fails verification (its files are left as they are).
+    """
+    # Verified again, not from the cache: the files may have changed since.
+    problem = verify(self._dir(step)) if step in self._on_disk() else "no such step directory"
+    if problem:
+      raise CorruptCheckpoint(f"Checkpoint {self._dir(step)} is not usable: {problem}.")
+    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tl_jax import metrics
+from tl_jax import guard, metrics
 
 
 class TrainState(train_state.TrainState):
@@ -23,11 +23,13 @@ def cross_entropy(logits: jnp.ndarray, labels: jnp.ndarray, label_smoothing: flo
 
 
 def train_step(state: TrainState, batch: dict[str, jnp.ndarray], rng: jax.Array, *, loss_fn=cross_entropy,
-               augment_fn=None):
+               augment_fn=None, skip_nonfinite: bool = False):
   """One optimizer step on ``batch = {'image', 'label'}``; returns (state, metrics).
 
   ``augment_fn(rng, images)`` (``data.augment.from_config``), if given, runs
   here on the device, with a key of its own derived from ``rng`` and the step.
+  ``metrics['nonfinite']`` is 1 if the loss, gradients or update were not
+  finite; ``skip_nonfinite`` then drops the update (``guard.guarded``).
   """
   rng = jax.random.fold_in(rng, state.step)
   images = batch["image"] if augment_fn is None else augment_fn(jax.random.fold_in(rng, 1), batch["image"])
@@ -40,9 +42,10 @@ def train_step(state: TrainState, batch: dict[str, jnp.ndarray], rng: jax.Array,
     return loss_fn(logits, batch["label"]), (logits, updates.get("batch_stats", state.batch_stats))
 
   (loss, (logits, batch_stats)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-  state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
+  new_state, nonfinite = guard.guarded(state, new_state, loss, grads, skip=skip_nonfinite)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == batch["label"])
-  return state, {"loss": loss, "accuracy": accuracy}
+  return new_state, {"loss": loss, "accuracy": accuracy, "nonfinite": nonfinite}
 
 
 def eval_step(state: TrainState, batch: dict[str, jnp.ndarray], *, top_k: int = 5) -> dict[str, jnp.ndarray]:

@@ -22,8 +22,9 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import (checkpoint, data as data_lib, feature_cache, inspect_groups, models, optim, partition, plots,
-                    sharding, steps, strategies, tensorboard_log, weights, workdir as workdir_lib)
+from tl_jax import (checkpoint, config_checks, data as data_lib, feature_cache, guard as guard_lib, inspect_groups,
+                    models, optim, partition, plots, sharding, steps, strategies, tensorboard_log, weights,
+                    workdir as workdir_lib, workdir_lock)
 # Public API of the trainer, defined next to what they belong to.
 from tl_jax.evaluation import evaluate_split, write_report  # noqa: F401
 from tl_jax.workdir import load_config  # noqa: F401
@@ -146,6 +147,7 @@ class _Run:
   cached: bool  # the head trains on cached backbone features
   evaluate: Callable[[Any, data_lib.Split], dict[str, Any]]
   new_train_fn: Callable[[], Callable]  # a fresh jitted train step
+  guard: guard_lib.Guard
   phase: int
   groups: optim.ParamGroups
   train_fns: dict[int, Callable]  # one jitted step per phase: each compiles once
@@ -167,10 +169,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
   Returns test accuracies of the final and of the best (by validation) checkpoint.
   """
-  run, state = _set_up(config, workdir)
-  state = _restore(run, state)
-  state = _train(run, state)
-  return _final_evaluation(run, state)
+  config_checks.check(config)
+  with workdir_lock.hold(workdir):  # one writer per workdir
+    run, state = _set_up(config, workdir)
+    state = _restore(run, state)
+    state = _train(run, state)
+    return _final_evaluation(run, state)
 
 
 def _set_up(config, workdir: str) -> tuple[_Run, Any]:
@@ -180,6 +184,7 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   workdir_lib.check_config(config, workdir)
   mesh = sharding.make_mesh()
   dataset = data_lib.load(config.data)
+  config_checks.check_splits(config, dataset)
   val_name = "val" if "val" in dataset.splits else "test"
   if val_name == "test":
     log.warning("No validation split (data.val_fraction=0): the best checkpoint is chosen on test.")
@@ -188,6 +193,7 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   steps_per_epoch = len(dataset.splits["train"]) // tcfg.batch_size
   total_steps = tcfg.num_epochs * steps_per_epoch
   ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints)
+  ckpts.set_aside_rejected()  # never restored, never deleted: moved out of the way of new saves
   phase = _phase_of(config, ckpts.latest_step() or 0)
   state, groups = create_state(config, dataset.num_classes, total_steps, phase=phase)
   if jax.process_index() == 0:  # every phase's parameter-group table, as scripts/inspect_groups.py prints it
@@ -207,23 +213,32 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
            total_steps, tcfg.batch_size)
   _log_groups(state, groups)
 
+  on_nonfinite = tcfg.get("on_nonfinite", "stop")
+  lr = optim.schedule(config.optim, total_steps)
+  guard = guard_lib.Guard(on_nonfinite, lr, ckpts.latest_step)
   loss_fn = functools.partial(steps.cross_entropy, label_smoothing=tcfg.label_smoothing)
   augment_fn = data_lib.augment.from_config(config.get("augment"))  # None: all options off
   # Replicated outputs: every process can read the new state and the metrics.
   new_train_fn = lambda: jax.jit(
-      functools.partial(steps.train_step, loss_fn=loss_fn, augment_fn=augment_fn), donate_argnums=0,
-      out_shardings=sharding.replicated(mesh))
+      functools.partial(steps.train_step, loss_fn=loss_fn, augment_fn=augment_fn,
+                        skip_nonfinite=on_nonfinite == "skip_step"),
+      donate_argnums=0, out_shardings=sharding.replicated(mesh))
   eval_fn = jax.jit(steps.eval_step, out_shardings=sharding.replicated(mesh))
   evaluate = functools.partial(evaluate_split, eval_fn, batch_size=tcfg.eval_batch_size,
                                num_classes=dataset.num_classes, mesh=mesh)
   run = _Run(config, workdir, mesh, dataset, val_name, ckpts, steps_per_epoch, total_steps, cached, evaluate,
-             new_train_fn, phase, groups, {phase: new_train_fn()}, t_start, t0)
+             new_train_fn, guard, phase, groups, {phase: new_train_fn()}, t_start, t0)
+  # The guard names the largest learning rate in use: the schedule times the largest trainable lr_mult.
+  guard.lr = lambda step: lr(step) * max((g.lr_mult for g in run.groups.settings.values() if g.trainable),
+                                         default=1.0)
   return run, sharding.replicate(state, mesh)
 
 
 def _restore(run: _Run, state):
   """``state`` from the newest checkpoint, if there is one (it saved in ``run.phase``)."""
   step = run.ckpts.latest_step()
+  if run.main_process:  # one record per evaluated step: those after ``step`` come again
+    workdir_lib.resume_metrics(run.workdir, step or 0, run.ckpts.metrics(step) if step else None)
   if step is None:
     return state
   state = run.ckpts.restore(step, state)
@@ -245,6 +260,7 @@ def _train(run: _Run, state):
   run.writer = tensorboard_log.MetricsWriter(run.workdir, enabled=run.main_process, start_step=start,
                                              batch_size=tcfg.batch_size)
   window: list[dict[str, jax.Array]] = []  # step metrics since the last evaluation, on device
+  window_start = start  # the step of window[0]
   t_epoch = run.t0
   with tqdm.tqdm(total=run.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
     for step in range(start, run.total_steps):
@@ -259,12 +275,15 @@ def _train(run: _Run, state):
       epoch, in_epoch = divmod(step + 1, run.steps_per_epoch)
       if in_epoch or not (epoch % tcfg.eval_every_epochs == 0 or step + 1 == run.total_steps):
         if (step + 1) % tcfg.log_every_steps == 0:  # reading values syncs: not every step
+          run.guard.check(window, window_start)
           bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
           run.writer.train(step + 1, window, run.groups, float(optim.schedule(config.optim, run.total_steps)(step)))
         continue
+      run.guard.check(window, window_start)  # before the save: a diverged state is never saved
       # input_wait_ms, train_images_per_s: taken before the evaluation's time
       record = _evaluate_and_save(run, state, step + 1, epoch, window, t_epoch, batches.take_stats())
-      window, t_epoch = [], time.time()
+      window, window_start, t_epoch = [], step + 1, time.time()
+      run.guard.new_window()
       bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['val_accuracy']:.4f}")
       tqdm.tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} "
                       f"acc {record['train_accuracy']:.4f} | {run.val_name} loss {record['val_loss']:.4f} "
@@ -290,6 +309,7 @@ def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch:
                        loop: dict[str, float]) -> dict[str, Any]:
   """Evaluates on the validation split, checkpoints ``step`` and appends its record to metrics.jsonl."""
   host = jax.device_get(window)
+  host = [w for w in host if not w["nonfinite"]] or host  # skipped steps' losses are not finite
   result = run.evaluate(state, run.dataset.splits[run.val_name])
   record = {
       "step": step, "epoch": epoch, "lr": float(optim.schedule(run.config.optim, run.total_steps)(step - 1)),
@@ -298,10 +318,12 @@ def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch:
       "val_loss": result["report"]["loss"], "val_accuracy": result["report"]["accuracy"],
       "elapsed_s": round(time.time() - run.t0, 1), "epoch_s": round(time.time() - t_epoch, 3), **loop,
   }
-  if run.main_process:
+  if run.guard.mode == "skip_step":
+    record["skipped_steps"] = run.guard.skipped
+  run.ckpts.save(step, state, record)  # the record is kept with it: see workdir.resume_metrics
+  if run.main_process:  # after the checkpoint commits: a resume never repeats the record
     workdir_lib.append_metrics(run.workdir, record)
   run.writer.evaluation(record, result, run.dataset.class_names)
-  run.ckpts.save(step, state, {"val_accuracy": record["val_accuracy"]})
   return record
 
 
@@ -311,7 +333,8 @@ def _final_evaluation(run: _Run, state) -> dict[str, Any]:
   if run.main_process:
     plots.plot_training_curves(workdir_lib.read_metrics(run.workdir), os.path.join(run.workdir, "curves.png"))
   summary = {"final_step": run.total_steps, "best_step": run.ckpts.best_step(), "cached_features": run.cached,
-             "train_step_compiles": [fn._cache_size() for fn in run.train_fns.values()]}
+             "train_step_compiles": [fn._cache_size() for fn in run.train_fns.values()],
+             "skipped_steps": sum(r.get("skipped_steps", 0) for r in workdir_lib.read_metrics(run.workdir))}
   for name, step in (("final", run.total_steps), ("best", summary["best_step"])):
     result = run.evaluate(_restore_at(run, state, step), run.dataset.splits["test"])
     out = os.path.join(run.workdir, "eval", f"test_step{step}")
@@ -344,11 +367,11 @@ def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "t
   ``workdir/eval/<split>_step<N>/`` and returns the report plus its location.
   """
   config = load_config(workdir)
+  ckpts = checkpoint.Checkpoints(workdir)  # a reader: keeps and deletes nothing
+  step = ckpts.resolve(which)  # verified, before the data is loaded
   dataset = data_lib.load(config.data)
   if split not in dataset.splits:
     raise ValueError(f"Unknown split {split!r}; this run has {sorted(dataset.splits)}.")
-  ckpts = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
-  step = ckpts.resolve(which)
   # Only shapes are needed: no pretrained weights are read to evaluate.
   state = ckpts.restore(step, abstract_state(config, dataset.num_classes, 1, _phase_of(config, step)))
   result = evaluate_split(jax.jit(steps.eval_step), state, dataset.splits[split],

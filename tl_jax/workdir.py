@@ -63,11 +63,35 @@ def append_metrics(workdir: str, record: dict[str, Any]) -> None:
 
 
 def read_metrics(workdir: str) -> list[dict[str, Any]]:
-  """The records of ``metrics.jsonl`` (none if there is no file yet)."""
+  """The records of ``metrics.jsonl`` (none if there is no file yet).
+
+  A line cut short by a kill during its write is left out.
+  """
   if not os.path.exists(metrics_path(workdir)):
     return []
+  records = []
   with open(metrics_path(workdir)) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    for line in f:
+      try:
+        records.append(json.loads(line))
+      except ValueError:
+        continue
+  return records
+
+
+def resume_metrics(workdir: str, step: int, record: dict[str, Any] | None) -> None:
+  """Makes ``metrics.jsonl`` hold one record per evaluated step up to ``step``, the resumed one.
+
+  Records of later steps (their checkpoint was lost) and cut lines go;
+  ``record``, the one stored with checkpoint ``step``, is added if a kill came
+  between the checkpoint's commit and the record's append.
+  """
+  if not os.path.exists(metrics_path(workdir)) and record is None:
+    return
+  kept = [r for r in read_metrics(workdir) if r["step"] <= step]
+  if record is not None and not any(r["step"] == step for r in kept):
+    kept.append(record)
+  _write_atomic(metrics_path(workdir), "".join(json.dumps(r) + "\n" for r in kept))
 
 
 def write_summary(workdir: str, summary: dict[str, Any]) -> None:

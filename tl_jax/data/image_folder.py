@@ -3,9 +3,10 @@
 Class names are the sorted sub-folder names (label i = i-th name). Images
 (JPEG, PNG, BMP, GIF, TIFF, WebP, via Pillow) are decoded and resized once into
 the on-disk cache (``data/cache.py``); reruns with the same files read it
-memory-mapped. Files that are not images, or that fail to decode (corrupt,
-truncated), are listed by name: ``on_error="fail"`` raises with the list,
-``on_error="skip"`` leaves them out and logs how many were skipped.
+memory-mapped. Empty class folders, files that are not images and files that
+fail to decode (corrupt, truncated) are listed by name, all in one message:
+``on_error="fail"`` raises with the lists, ``on_error="skip"`` leaves them out
+(an empty class folder of the training folder is then no class) and logs them.
 """
 
 from concurrent import futures
@@ -16,7 +17,8 @@ import os
 import numpy as np
 from PIL import Image
 
-from tl_jax.data import cache, streaming
+from tl_jax.data import cache, labels as labels_lib, streaming
+from tl_jax.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +88,26 @@ def _decode(path: str, size: int) -> np.ndarray | str:
     return f"{type(e).__name__}: {e}"
 
 
-def _check(problems: list[str], what: str, fix: str, on_error: str) -> None:
-  if not problems:
+def _report(root: str, problems: list[tuple[list[str], str, str]], on_error: str) -> None:
+  """Every kind of problem found under ``root`` in one message: ``(paths, what, fix)`` each."""
+  found = [(paths, what, fix) for paths, what, fix in problems if paths]
+  if not found:
     return
   if on_error == "fail":
-    raise ValueError(f"{len(problems)} {what}:{_listed(problems)}\n{fix} "
-                     "or set data.on_error='skip' to leave them out.")
-  log.warning("Skipping %d %s:%s", len(problems), what, _listed(problems))
+    counts = ", ".join(f"{len(paths)} {what.split(' (')[0]}" for paths, what, _ in found)
+    raise InvalidInput("\n".join(f"{len(paths)} {what}:{_listed(paths)}\n  -> {fix}" for paths, what, fix in found)
+                       + f"\nImage folder {root!r} has {counts} (listed above): fix them, "
+                       "or set data.on_error='skip' to leave them out.")
+  for paths, what, _ in found:
+    log.warning("Skipping %d %s:%s", len(paths), what, _listed(paths))
+
+
+def _drop_empty(listing: Listing) -> Listing:
+  """``listing`` without its empty class folders as classes (labels renumbered)."""
+  empty = {os.path.basename(p) for p in listing.empty_classes}
+  kept = [n for n in listing.class_names if n not in empty]
+  new = {listing.class_names.index(n): i for i, n in enumerate(kept)}
+  return dataclasses.replace(listing, class_names=kept, files=[(p, new[label]) for p, label in listing.files])
 
 
 def load(root: str, size: int, *, class_names: list[str] | None = None, on_error: str = "fail",
@@ -118,10 +133,10 @@ def load(root: str, size: int, *, class_names: list[str] | None = None, on_error
   if on_error not in ON_ERROR:
     raise ValueError(f"data.on_error={on_error!r}; choose one of {ON_ERROR}.")
   listing = scan(root, class_names)
-  _check(listing.empty_classes, "empty class folder(s) (no image files)",
-         "Put images in them or remove them,", on_error)
-  _check(listing.not_images, f"file(s) without an image extension {EXTENSIONS}",
-         "Remove or convert them,", on_error)
+  if on_error == "skip" and class_names is None and listing.empty_classes:
+    listing = _drop_empty(listing)
+    log.warning("Leaving out %d empty class folder(s) as classes (data.on_error='skip'):%s; classes: %s",
+                len(listing.empty_classes), _listed(listing.empty_classes), listing.class_names)
   if not listing.files:
     raise ValueError(f"{root!r} holds no image files with extensions {EXTENSIONS}.")
   if stream_cfg is not None and streaming.applies(stream_cfg, len(listing.files)):
@@ -133,8 +148,13 @@ def load(root: str, size: int, *, class_names: list[str] | None = None, on_error
          "files": [(p, label, os.path.getsize(p), os.path.getmtime(p)) for p, label in listing.files]}
   # A cached entry only ever holds files that decoded; the failures are in its meta.
   images, labels, meta = cache.cached("folder", key, lambda: _build(listing, size, workers), cache_dir)
-  _check([f"{p} ({why})" for p, why in meta["bad_files"]], "file(s) that cannot be decoded as images",
-         "Fix or remove them,", on_error)
+  _report(root, [
+      (listing.empty_classes if class_names is not None or on_error == "fail" else [],
+       "empty class folder(s) (no image files)", "put images in them or remove them"),
+      (listing.not_images, f"file(s) without an image extension {EXTENSIONS}", "remove or convert them"),
+      ([f"{p} ({why})" for p, why in meta["bad_files"]], "file(s) that cannot be decoded as images",
+       "fix or remove them")], on_error)
+  labels = labels_lib.check(labels, len(images), len(listing.class_names), f"image folder {root!r}")
   skipped = listing.not_images + [p for p, _ in meta["bad_files"]]
   if len(labels) == 0:
     raise ValueError(f"No image under {root!r} could be decoded; {len(skipped)} file(s) failed.")

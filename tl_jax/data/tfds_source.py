@@ -17,7 +17,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from tl_jax.data import cache, streaming
+from tl_jax.data import cache, labels as labels_lib, streaming
 
 PREPARE_HINT = ("Prepare it once (this needs TensorFlow): pip install 'tl_jax[prepare]' && "
                 "tfds build {name} --file_format=array_record{dir_flag}")
@@ -64,17 +64,20 @@ def load(name: str, split: str, size: int, *, data_dir: str = "", image_key: str
 
   def build():
     images = np.zeros((len(source), size, size, 3), np.uint8)
-    labels = np.zeros((len(source),), np.int32)
+    labels = []
     for i in range(len(source)):
       record = source[i]
       image = np.asarray(record[image_key])
       images[i] = cache.fit(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), size)
-      labels[i] = record[label_key]
-    return images, labels, {}
+      labels.append(record[label_key])
+    # Checked before the cache stores them: a cast to int32 would hide bad values.
+    return images, labels_lib.check(np.asarray(labels), len(images), len(names), where), {}
 
+  where = f"TFDS {name!r} split {split!r} (feature {label_key!r})"
   if stream_cfg is not None and streaming.applies(stream_cfg, len(source)):
     reader = streaming.TfdsReader(name, split, data_dir, image_key)
-    labels = np.array([reader.source()[i][label_key] for i in range(len(source))], np.int32)
-    return streaming.streamed(stream_cfg, reader, len(source)), labels, names
+    labels = np.asarray([reader.source()[i][label_key] for i in range(len(source))])
+    return (streaming.streamed(stream_cfg, reader, len(source)),
+            labels_lib.check(labels, len(source), len(names), where), names)
   images, labels, _ = cache.cached("tfds", key, build, cache_dir)
-  return images, labels, names
+  return images, labels_lib.check(labels, len(images), len(names), where), names
