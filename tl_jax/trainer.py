@@ -24,8 +24,9 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import (checkpoint, data as data_lib, feature_cache, metrics, models, optim, partition, plots,
+from tl_jax import (checkpoint, data as data_lib, ema, feature_cache, metrics, models, optim, partition, plots,
                     sharding, steps, strategies, weights)
+from tl_jax.data import mixing, randaugment
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ def build_state(config, num_classes: int, variables, total_steps: int, phase: in
   )
   # create() leaves step a weakly typed Python 0; the first train step returns
   # an int32 array, whose new signature would compile the step a second time.
-  return state.replace(step=jnp.zeros((), jnp.int32)), groups
+  return ema.init(state.replace(step=jnp.zeros((), jnp.int32)), config.train), groups
 
 
 def next_phase(config, state, num_classes: int, total_steps: int, phase: int):
@@ -84,7 +85,8 @@ def next_phase(config, state, num_classes: int, total_steps: int, phase: int):
   the optimizer state of groups that stay trainable carries over."""
   new, groups = build_state(config, num_classes, {"params": state.params, "batch_stats": state.batch_stats},
                             total_steps, phase)
-  return new.replace(step=state.step, opt_state=strategies.carry_opt_state(state.opt_state, new.opt_state)), groups
+  return new.replace(step=state.step, opt_state=strategies.carry_opt_state(state.opt_state, new.opt_state),
+                     ema_params=state.ema_params, ema_batch_stats=state.ema_batch_stats), groups
 
 
 def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_classes: int,
@@ -202,7 +204,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   sharding.check_batch_size(tcfg.eval_batch_size, mesh, "train.eval_batch_size")
   steps_per_epoch = len(dataset.splits["train"]) // tcfg.batch_size
   total_steps = tcfg.num_epochs * steps_per_epoch
-  ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints)
+  ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints, metric=ema.metric_name(tcfg))
   phase_of = lambda step: strategies.phase_at(config, max(step - 1, 0))  # of the step that saved it
   phase = phase_of(ckpts.latest_step() or 0)
   state, groups = create_state(config, dataset.num_classes, total_steps, phase=phase)
@@ -226,11 +228,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     state = ckpts.restore(ckpts.latest_step(), state)
     log.info("Resumed from %s at step %d.", workdir, int(state.step))
   loss_fn = functools.partial(steps.cross_entropy, label_smoothing=tcfg.label_smoothing)
-  augment_fn = data_lib.augment.from_config(config.get("augment"))  # None: all options off
+  # None: all options off
+  augment_fn = randaugment.from_config(config.get("randaugment"), data_lib.augment.from_config(config.get("augment")))
+  toolkit = dict(augment_fn=augment_fn, mix_fn=mixing.from_config(config.get("mixup")), ema_fn=ema.from_config(tcfg),
+                 grad_accum_steps=tcfg.get("grad_accum_steps", 1))
   # One jitted step per phase: each compiles once (its state has its own structure).
   # Replicated outputs: every process can read the new state and the metrics.
   new_train_fn = lambda: jax.jit(
-      functools.partial(steps.train_step, loss_fn=loss_fn, augment_fn=augment_fn), donate_argnums=0,
+      functools.partial(steps.train_step, loss_fn=loss_fn, **toolkit), donate_argnums=0,
       out_shardings=sharding.replicated(mesh))
   train_fns = {phase: new_train_fn()}
   eval_fn = jax.jit(steps.eval_step, out_shardings=sharding.replicated(mesh))
@@ -270,6 +275,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         continue
       host, window = jax.device_get(window), []
       result = evaluate(state, dataset.splits[val_name])
+      if toolkit["ema_fn"] is not None:
+        result_ema = evaluate(ema.weights(state, "ema"), dataset.splits[val_name])
       record = {
           "step": step + 1, "epoch": epoch, "lr": float(lr(step)),
           "train_loss": float(np.mean([w["loss"] for w in host])),
@@ -277,15 +284,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           "val_loss": result["report"]["loss"], "val_accuracy": result["report"]["accuracy"],
           "elapsed_s": round(time.time() - t0, 1), "epoch_s": round(time.time() - t_epoch, 3),
       }
+      if toolkit["ema_fn"] is not None:
+        record |= {"val_loss_ema": result_ema["report"]["loss"], "val_accuracy_ema": result_ema["report"]["accuracy"]}
       t_epoch = time.time()
       if main_process:
         with open(metrics_path, "a") as f:
           f.write(json.dumps(record) + "\n")
-      ckpts.save(step + 1, state, {"val_accuracy": record["val_accuracy"]})
+      ckpts.save(step + 1, state, {k: v for k, v in record.items() if k.startswith("val_accuracy")})
       bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['val_accuracy']:.4f}")
       tqdm.tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} "
                       f"acc {record['train_accuracy']:.4f} | {val_name} loss {record['val_loss']:.4f} "
-                      f"acc {record['val_accuracy']:.4f}")
+                      f"acc {record['val_accuracy']:.4f}"
+                      + (f" (EMA {record['val_accuracy_ema']:.4f})" if "val_accuracy_ema" in record else ""))
 
   if main_process:
     with open(metrics_path) as f:
@@ -293,6 +303,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   # Test both the final model (the fixed recipe's result) and the best one by
   # validation accuracy (noisy on small validation splits).
   summary = {"final_step": total_steps, "best_step": ckpts.best_step(), "cached_features": cached,
+             "test_weights": tcfg.get("best_by", "raw"),
              "train_step_compiles": [fn._cache_size() for fn in train_fns.values()]}
 
   def restore(step):  # into the state structure of the phase that saved it
@@ -305,11 +316,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     return ckpts.restore(step, abstract)
 
   for name, step in (("final", total_steps), ("best", summary["best_step"])):
-    result = evaluate(restore(step), test)
+    result = evaluate(ema.weights(restore(step), summary["test_weights"]), test)
     out = os.path.join(workdir, "eval", f"test_step{step}")
     if main_process:
       write_report(out, result, dataset.class_names, f"test, step {step}")
-    summary |= {f"{name}_val_accuracy": ckpts.metrics(step)["val_accuracy"],
+    summary |= {f"{name}_val_accuracy": ckpts.metrics(step)[ckpts.metric],
                 f"{name}_test_accuracy": result["report"]["accuracy"],
                 f"{name}_test_macro_f1": result["report"]["macro_f1"], f"{name}_report_dir": out}
   summary["train_time_s"] = round(time.time() - t0, 1)
@@ -319,8 +330,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   return summary
 
 
-def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "test") -> dict[str, Any]:
-  """Restores a checkpoint of a finished or running run and evaluates it.
+def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "test",
+                        weights: str = "raw") -> dict[str, Any]:
+  """Restores a checkpoint of a finished or running run and evaluates its ``weights`` ("raw" or "ema").
 
   Writes ``report.json`` and ``confusion_matrix.png`` under
   ``workdir/eval/<split>_step<N>/`` and returns the report plus its location.
@@ -329,15 +341,15 @@ def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "t
   dataset = data_lib.load(config.data)
   if split not in dataset.splits:
     raise ValueError(f"Unknown split {split!r}; this run has {sorted(dataset.splits)}.")
-  ckpts = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
+  ckpts = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints, metric=ema.metric_name(config.train))
   step = ckpts.resolve(which)
   # Only shapes are needed: no pretrained weights are read to evaluate.
   phase = strategies.phase_at(config, max(step - 1, 0))
   abstract = jax.eval_shape(lambda: create_state(config, dataset.num_classes, 1, pretrained=False,
                                                  phase=phase)[0])
-  state = ckpts.restore(step, abstract)
+  state = ema.weights(ckpts.restore(step, abstract), weights)
   result = evaluate_split(jax.jit(steps.eval_step), state, dataset.splits[split],
                           config.train.eval_batch_size, dataset.num_classes)
-  out = os.path.join(workdir, "eval", f"{split}_step{step}")
-  path = write_report(out, result, dataset.class_names, f"{split}, step {step}")
-  return {"step": step, "split": split, "report_path": path, **result["report"]}
+  out = os.path.join(workdir, "eval", f"{split}_step{step}" + ("_ema" if weights == "ema" else ""))
+  path = write_report(out, result, dataset.class_names, f"{split}, step {step}, {weights} weights")
+  return {"step": step, "split": split, "weights": weights, "report_path": path, **result["report"]}
