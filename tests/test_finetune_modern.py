@@ -1,4 +1,8 @@
-"""configs/finetune_modern.py runs through the real trainer: 2 steps at 32 px on a tiny npz."""
+"""configs/finetune_modern.py runs through the real trainer: 2 steps at 32 px on a tiny npz.
+
+Slow (80 s of CPU: Lite0's step with RandAugment, mixing and a 2-step
+accumulation scan compiles, plus a fresh ``scripts/evaluate.py`` process).
+"""
 
 import json
 import os
@@ -13,6 +17,7 @@ from tl_jax import trainer
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_modern_recipe_smoke(load_config, tmp_path):
   rng = np.random.default_rng(0)
   path = str(tmp_path / "tiny.npz")

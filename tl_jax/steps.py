@@ -76,8 +76,11 @@ def accumulate(objective, params, batch_stats, mixed: mixing.Mixed, rng: jax.Arr
   n = mixed.images.shape[0]
   if n % k:
     raise ValueError(f"The batch of {n} does not split into train.grad_accum_steps={k} equal micro-batches.")
-  split = lambda x: x.reshape(k, n // k, *x.shape[1:])
-  micro = mixing.Mixed(split(mixed.images), split(mixed.labels), split(mixed.labels_b), jnp.broadcast_to(mixed.lam, (k,)))
+  # Micro-batch j holds rows j, j + k, ...: on a data-parallel mesh each one
+  # stays spread over all devices.
+  split = lambda x: jnp.swapaxes(x.reshape(n // k, k, *x.shape[1:]), 0, 1)
+  micro = mixing.Mixed(split(mixed.images), split(mixed.labels), split(mixed.labels_b),
+                       jnp.broadcast_to(mixed.lam, (k,)))
 
   def body(carry, xs):
     total, stats = carry
@@ -88,7 +91,7 @@ def accumulate(objective, params, batch_stats, mixed: mixing.Mixed, rng: jax.Arr
   zeros = jax.tree.map(jnp.zeros_like, params)
   (total, batch_stats), (losses, logits) = jax.lax.scan(body, (zeros, batch_stats), (micro, jnp.arange(k)))
   grads = jax.tree.map(lambda g: g / k, total)
-  return grads, (losses.mean(), logits.reshape(n, -1), batch_stats)
+  return grads, (losses.mean(), jnp.swapaxes(logits, 0, 1).reshape(n, -1), batch_stats)
 
 
 def eval_step(state: TrainState, batch: dict[str, jnp.ndarray], *, top_k: int = 5) -> dict[str, jnp.ndarray]:

@@ -77,7 +77,7 @@ def build_state(config, num_classes: int, variables, total_steps: int, phase: in
   )
   # create() leaves step a weakly typed Python 0; the first train step returns
   # an int32 array, whose new signature would compile the step a second time.
-  return ema.init(state.replace(step=jnp.zeros((), jnp.int32)), config.train), groups
+  return ema.init(state.replace(step=jnp.zeros((), jnp.int32)), config.get("train", {})), groups
 
 
 def next_phase(config, state, num_classes: int, total_steps: int, phase: int):
