@@ -14,7 +14,7 @@ lr 1e-3 on the new head and 1e-4 on the backbone, cosine decay; batch 32;
 
 import ml_collections
 
-from tl_jax.data import augment
+from tl_jax.data import augment, mixing, randaugment
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -46,6 +46,10 @@ def get_config() -> ml_collections.ConfigDict:
   )
   # On-device augmentation (tl_jax.data.augment, Keras ImageDataGenerator semantics); all off.
   c.augment = dict(augment.DEFAULTS)
+  # RandAugment / TrivialAugmentWide after it (tl_jax.data.randaugment); policy "" = off.
+  c.randaugment = dict(randaugment.DEFAULTS)
+  # Mixup / CutMix of each train batch (tl_jax.data.mixing, timm's semantics); alphas 0 = off.
+  c.mixup = dict(mixing.DEFAULTS)
   c.model = dict(
       name="efficientnet_lite0", dropout_rate=0.2, drop_path_rate=0.0,
       dtype="float32",  # compute dtype; "bfloat16": mixed precision, float32 params
@@ -64,7 +68,8 @@ def get_config() -> ml_collections.ConfigDict:
       # Small batches give noisy statistics: keep ImageNet's running ones.
       backbone=dict(lr_mult=0.1, bn="running"),
   )
-  c.optim = dict(name="adam", lr=1e-3, schedule="cosine", warmup_steps=0, kwargs={})
+  c.optim = dict(name="adam", lr=1e-3, schedule="cosine", warmup_steps=0, kwargs={},
+                 clip_grad_norm=0.0)  # > 0: global-norm clipping of the trainable gradients
   c.train = dict(
       num_epochs=5,
       batch_size=32,
@@ -74,6 +79,10 @@ def get_config() -> ml_collections.ConfigDict:
       keep_checkpoints=2,
       label_smoothing=0.0,
       on_nonfinite="stop",  # non-finite loss/gradients: "stop" the run, or "skip_step" (drop the update)
+      grad_accum_steps=1,  # > 1: the batch runs as that many sequential micro-batches, one update
+      ema_decay=0.0,  # > 0: keep an EMA of the weights and BN statistics (tl_jax.ema)
+      ema_warmup=False,  # timm's EMA warm-up of the decay
+      best_by="raw",  # raw | ema: the weights that pick the best checkpoint and are tested
       # JAX's persistent compilation cache: reruns skip compiling ("" = off).
       compilation_cache_dir="~/.cache/tl_jax/jax_cache",
   )

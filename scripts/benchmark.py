@@ -6,8 +6,10 @@ r"""Fine-tuning speed, side by side: tl_jax vs Keras 3 (JAX backend) vs PyTorch 
 
 For every (model, size, mode) it times one train step (forward + backward +
 Adam on a new 10-class head, batch 16; ``frozen``: backbone frozen with
-running BatchNorm statistics, ``full``: everything trained) and the forward
-pass of the same batch. Prints img/s (median over ``--repeats`` timed calls
+running BatchNorm statistics, ``full``: everything trained; ``full_aug``:
+``full`` with RandAugment (N=2, M=9) and mixup/CutMix in the step, tl_jax
+only, which also times the step without them and the augmentation alone and
+prints its share of the step) and the forward pass of the same batch. Prints img/s (median over ``--repeats`` timed calls
 after warm-up/compilation), the ratio to the best peer, and the fraction of
 this machine's float32 matmul peak, measured first. Model FLOPs come from
 XLA's cost analysis of the tl_jax forward pass (a train step counts 3x the
@@ -47,6 +49,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tl_jax import steps, trainer  # noqa: E402
+from tl_jax.data import mixing, randaugment  # noqa: E402
 
 CLASSES = 10
 
@@ -55,7 +58,7 @@ CLASSES = 10
 class Case:
   model: str
   size: int
-  mode: str  # frozen | full
+  mode: str  # frozen | full | full_aug
   batch: int = 16
   dtype: str = "float32"  # float32 | bfloat16 (mixed precision)
   repeats: int = 5
@@ -121,19 +124,32 @@ def bench_tl_jax(case: Case) -> dict[str, float]:
   batch = {"image": jnp.asarray(rng.integers(0, 256, (case.batch, case.size, case.size, 3), dtype=np.uint8)),
            "label": jnp.asarray(rng.integers(0, CLASSES, (case.batch,), dtype=np.int32))}
   key = jax.random.key(0)
-  train = jax.jit(functools.partial(steps.train_step, loss_fn=steps.cross_entropy), donate_argnums=0)
+  toolkit = {}
+  if case.mode == "full_aug":
+    toolkit = dict(augment_fn=randaugment.from_config(dict(policy="randaugment")),
+                   mix_fn=mixing.from_config(dict(alpha=0.2, cutmix_alpha=1.0)))
   forward = jax.jit(lambda s, x: s.apply_fn({"params": s.params, "batch_stats": s.batch_stats}, x)[0])
   holder = [state]
 
-  def step():
-    holder[0], m = train(holder[0], batch, key)
-    m["loss"].block_until_ready()
+  def step_of(**kw):
+    train = jax.jit(functools.partial(steps.train_step, loss_fn=steps.cross_entropy, **kw), donate_argnums=0)
+
+    def step():
+      holder[0], m = train(holder[0], batch, key)
+      m["loss"].block_until_ready()
+
+    return step
 
   flops = forward.lower(state, batch["image"]).compile().cost_analysis()
   flops = (flops[0] if isinstance(flops, list) else flops)["flops"] / case.batch
-  return {"train_s": timed(step, case.repeats),
-          "forward_s": timed(lambda: forward(holder[0], batch["image"]).block_until_ready(), case.repeats),
-          "forward_flops_per_image": flops}
+  out = {"train_s": timed(step_of(**toolkit), case.repeats),
+         "forward_s": timed(lambda: forward(holder[0], batch["image"]).block_until_ready(), case.repeats),
+         "forward_flops_per_image": flops}
+  if toolkit:
+    augment = jax.jit(lambda k, x, y: toolkit["mix_fn"](k, toolkit["augment_fn"](k, x), y).images)
+    out["plain_train_s"] = timed(step_of(), case.repeats)
+    out["augment_s"] = timed(lambda: augment(key, batch["image"], batch["label"]).block_until_ready(), case.repeats)
+  return out
 
 
 def bench_keras(case: Case) -> dict[str, float]:
@@ -255,6 +271,9 @@ def main() -> None:
         result = {}
         case = Case(model, size, mode, args.batch, args.dtype, args.repeats)
         for fw in frameworks:
+          if mode == "full_aug" and fw != "tl_jax":
+            result[fw] = {"skipped": "full_aug is timed for tl_jax only"}
+            continue
           try:
             result[fw] = FRAMEWORKS[fw](case)
           except NotImplementedError as e:
@@ -270,6 +289,13 @@ def main() -> None:
                        "model_gflop_per_image": flops * mult / 1e9, "loadavg": os.getloadavg()[0]})
           cells = "".join(f"{ips[fw]:>10.2f}" if fw in ips else f"{'n/a':>10}" for fw in frameworks)
           print(f"{model:<20}{size:>5} {mode:<7}{what:<8}{cells}{ratio:>14.2f}{frac:>9.1%}", flush=True)
+        if mode == "full_aug":
+          r = result["tl_jax"]
+          rows[-1] |= {k: r[k] for k in ("plain_train_s", "augment_s", "train_s")}
+          rows[-1]["augment_fraction"] = r["augment_s"] / r["train_s"]
+          print(f"{'':<20}{'':>5} tl_jax RandAugment + mixup: {r['augment_s'] * 1e3:.0f} ms alone, "
+                f"{r['augment_s'] / r['train_s']:.1%} of the augmented step ({r['train_s']:.3f} s; "
+                f"plain step {r['plain_train_s']:.3f} s); load {os.getloadavg()[0]:.1f}")
         if mode == "frozen":
           r = result["tl_jax"]
           rows[-1]["frozen_train_over_forward"] = r["train_s"] / r["forward_s"]
@@ -290,6 +316,8 @@ def markdown_table(rows: list[dict], frameworks: list[str]) -> str:
     timed = r["what"]
     if "frozen_train_over_forward" in r:
       timed += f" (train/fwd {r['frozen_train_over_forward']:.2f})"
+    if "augment_fraction" in r:
+      timed += f" (augment {r['augment_fraction']:.1%} of the step)"
     cells = [f"{r['img_per_s'][fw]:.1f}" if fw in r["img_per_s"] else "n/a" for fw in frameworks]
     lines.append(f"| {r['model']} | {r['size']} | {r['mode']} | {timed} | " + " | ".join(cells)
                  + f" | {r['ratio_to_best_peer']:.2f} | {r['fraction_of_peak']:.1%} |")

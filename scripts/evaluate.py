@@ -2,6 +2,7 @@ r"""Evaluates a saved checkpoint of a run in a fresh process.
 
   python scripts/evaluate.py --workdir runs/quickstart [--checkpoint best|latest|STEP] [--split test|val]
   python scripts/evaluate.py --workdir runs/quickstart --data folder:PATH|npz:PATH|tfds:NAME:SPLIT
+      [--weights raw|ema]
 
 Prints accuracy, top-5 (more than 5 classes), macro F1 and per-class
 precision/recall/F1; writes report.json and confusion_matrix.png. With
@@ -23,6 +24,8 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a step 
 _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 _DATA = flags.DEFINE_string("data", "", "Other data instead of a split: folder:PATH, npz:PATH or tfds:NAME:SPLIT.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the full traceback of a failure.")
+_WEIGHTS = flags.DEFINE_enum("weights", "raw", ["raw", "ema"],
+                             "raw: the trained weights; ema: their moving average (runs with train.ema_decay).")
 
 
 def main(argv):
@@ -31,10 +34,10 @@ def main(argv):
   std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
   with errors.report_failure(os.path.join(_WORKDIR.value, "eval", "error.log"), _VERBOSE.value):
     if _DATA.value:
-      r = evaluation.evaluate(_WORKDIR.value, _DATA.value, _CHECKPOINT.value)
+      r = evaluation.evaluate(_WORKDIR.value, _DATA.value, _CHECKPOINT.value, _WEIGHTS.value)
     else:
-      r = trainer.evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value)
-  print(f"{r['split']} @ step {r['step']}: accuracy {r['accuracy']:.4f}"
+      r = trainer.evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value, _WEIGHTS.value)
+  print(f"{r['split']} @ step {r['step']} ({r['weights']} weights): accuracy {r['accuracy']:.4f}"
         + (f", top-5 {r['top5_accuracy']:.4f}" if "top5_accuracy" in r else "")
         + f", macro F1 {r['macro_f1']:.4f} ({r['num_examples']} examples)")
   for c in r["per_class"]:

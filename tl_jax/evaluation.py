@@ -25,7 +25,7 @@ from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
-from tl_jax import checkpoint, data as data_lib, metrics, plots, sharding, steps, strategies, workdir as workdir_lib
+from tl_jax import checkpoint, data as data_lib, ema, metrics, plots, sharding, steps, strategies, workdir as workdir_lib
 from tl_jax.data import image_folder, in_package, tfds_source
 
 def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_classes: int,
@@ -85,7 +85,7 @@ def restore(workdir: str, which: str | int = "best") -> Restored:
 
   config = workdir_lib.load_config(workdir)
   names = data_lib.class_names(config.data)
-  ckpts = checkpoint.Checkpoints(workdir, keep=config.train.keep_checkpoints)
+  ckpts = checkpoint.Checkpoints(workdir, metric=ema.metric_name(config.train))  # a reader
   step = ckpts.resolve(which)
   phase = strategies.phase_at(config, max(step - 1, 0))  # the structure of the phase that saved it
   return Restored(config, ckpts.restore(step, trainer.abstract_state(config, len(names), 1, phase)), step, names)
@@ -154,7 +154,7 @@ def align(data: EvalData, class_names: list[str]) -> data_lib.Split:
   return data_lib.Split(data.split.images, to_run[data.split.labels])
 
 
-def evaluate(workdir: str, spec: str, which: str | int = "best") -> dict[str, Any]:
+def evaluate(workdir: str, spec: str, which: str | int = "best", weights: str = "raw") -> dict[str, Any]:
   """Evaluates checkpoint ``which`` of ``workdir`` on the data ``spec`` (see the module doc).
 
   Writes ``report.json`` and ``confusion_matrix.png`` (in the run's class
@@ -164,11 +164,11 @@ def evaluate(workdir: str, spec: str, which: str | int = "best") -> dict[str, An
   run = restore(workdir, which)
   data = load_data(spec, run.config.data)
   split = align(data, run.class_names)
-  result = evaluate_split(jax.jit(steps.eval_step), run.state, split,
-                                  run.config.train.eval_batch_size, len(run.class_names))
-  out = os.path.join(workdir, "eval", f"{data.name}_step{run.step}")
-  path = write_report(out, result, run.class_names, f"{data.name}, step {run.step}")
-  return {"step": run.step, "split": data.name, "report_path": path, **result["report"]}
+  result = evaluate_split(jax.jit(steps.eval_step), ema.weights(run.state, weights), split,
+                          run.config.train.eval_batch_size, len(run.class_names))
+  out = os.path.join(workdir, "eval", f"{data.name}_step{run.step}" + ("_ema" if weights == "ema" else ""))
+  path = write_report(out, result, run.class_names, f"{data.name}, step {run.step}, {weights} weights")
+  return {"step": run.step, "split": data.name, "weights": weights, "report_path": path, **result["report"]}
 
 
 def confident_errors(probs: np.ndarray, labels: np.ndarray, n: int = 12) -> np.ndarray:

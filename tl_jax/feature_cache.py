@@ -15,12 +15,17 @@ import jax
 import numpy as np
 
 from tl_jax import data as data_lib, strategies
+from tl_jax.data import mixing, randaugment
 
 
 def applies(config, groups, batch_stats) -> bool:
   """Whether a run can train on cached features (and is allowed to)."""
+  # Pixel-level transforms (augmentation, mixup/CutMix) need the backbone every step.
+  pixels_change = (data_lib.augment.from_config(config.get("augment")) is not None
+                   or randaugment.from_config(config.get("randaugment")) is not None
+                   or mixing.from_config(config.get("mixup")) is not None)
   return (bool(config.train.get("cache_features", True)) and len(strategies.phases(config)) == 1
-          and data_lib.augment.from_config(config.get("augment")) is None and strategies.frozen_backbone(groups, batch_stats))
+          and not pixels_change and strategies.frozen_backbone(groups, batch_stats))
 
 
 @functools.partial(jax.jit, static_argnums=0)

@@ -23,6 +23,8 @@ its distance from the head read from its path (``strategies.depth``).
 2018) ``alpha/2 ||w_backbone - w0||^2 + beta/2 ||w_head||^2`` with ``w0`` the
 weights the optimizer was initialised with (the pretrained ones);
 ``config.optim.weight_decay`` adds plain L2 ``wd/2 ||w||^2`` to the loss.
+``config.optim.clip_grad_norm`` (0 = off) scales the trainable parameters'
+gradients to at most that global norm, first in the chain.
 """
 
 from collections.abc import Mapping
@@ -183,8 +185,8 @@ def make_optimizer(cfg: Mapping[str, Any], groups: ParamGroups, total_steps: int
 
   Args:
     cfg: ``config.optim``: ``name`` (a key of ``OPTIMIZERS``), ``lr``,
-      ``schedule``, ``warmup_steps`` and keyword arguments of the optax
-      constructor under ``kwargs``.
+      ``schedule``, ``warmup_steps``, ``clip_grad_norm`` and keyword
+      arguments of the optax constructor under ``kwargs``.
     groups: the parameter groups.
     total_steps: length of the run (for the decay schedule).
   """
@@ -199,6 +201,12 @@ def make_optimizer(cfg: Mapping[str, Any], groups: ParamGroups, total_steps: int
       lr = lambda step, m=s.lr_mult: m * base(step)
       transforms[label] = OPTIMIZERS[cfg["name"]](learning_rate=lr, **kwargs)
   chain = []
+  if cfg.get("clip_grad_norm"):
+    # On the loss gradients of the trainable parameters only, before any
+    # regulariser or per-group multiplier (torch's clip_grad_norm_ before
+    # step()); frozen gradients stay unread, so XLA still drops their backward.
+    trainable = partition.unflatten({p: groups.trainable(p) for p in groups.labels})
+    chain.append(optax.masked(optax.clip_by_global_norm(float(cfg["clip_grad_norm"])), trainable))
   reg = dict(cfg.get("l2sp") or {})
   if reg.get("alpha") or reg.get("beta"):
     head = partition.unflatten({p: p.startswith(f"{strategies.HEAD}/") for p in groups.labels})

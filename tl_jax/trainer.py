@@ -22,9 +22,10 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import (checkpoint, config_checks, data as data_lib, feature_cache, guard as guard_lib, inspect_groups,
-                    models, optim, partition, plots, sharding, steps, strategies, tensorboard_log, weights,
-                    workdir as workdir_lib, workdir_lock)
+from tl_jax import (checkpoint, config_checks, data as data_lib, ema, feature_cache, guard as guard_lib,
+                    inspect_groups, models, optim, partition, plots, sharding, steps, strategies, tensorboard_log,
+                    weights, workdir as workdir_lib, workdir_lock)
+from tl_jax.data import mixing, randaugment
 # Public API of the trainer, defined next to what they belong to.
 from tl_jax.evaluation import evaluate_split, write_report  # noqa: F401
 from tl_jax.workdir import load_config  # noqa: F401
@@ -79,7 +80,7 @@ def build_state(config, num_classes: int, variables, total_steps: int, phase: in
   )
   # create() leaves step a weakly typed Python 0; the first train step returns
   # an int32 array, whose new signature would compile the step a second time.
-  return state.replace(step=jnp.zeros((), jnp.int32)), groups
+  return ema.init(state.replace(step=jnp.zeros((), jnp.int32)), config.get("train", {})), groups
 
 
 def next_phase(config, state, num_classes: int, total_steps: int, phase: int):
@@ -87,7 +88,8 @@ def next_phase(config, state, num_classes: int, total_steps: int, phase: int):
   the optimizer state of groups that stay trainable carries over."""
   new, groups = build_state(config, num_classes, {"params": state.params, "batch_stats": state.batch_stats},
                             total_steps, phase)
-  return new.replace(step=state.step, opt_state=strategies.carry_opt_state(state.opt_state, new.opt_state)), groups
+  return new.replace(step=state.step, opt_state=strategies.carry_opt_state(state.opt_state, new.opt_state),
+                     ema_params=state.ema_params, ema_batch_stats=state.ema_batch_stats), groups
 
 
 def enable_compilation_cache(cache_dir: str) -> None:
@@ -192,7 +194,7 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   sharding.check_batch_size(tcfg.eval_batch_size, mesh, "train.eval_batch_size")
   steps_per_epoch = len(dataset.splits["train"]) // tcfg.batch_size
   total_steps = tcfg.num_epochs * steps_per_epoch
-  ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints)
+  ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints, metric=ema.metric_name(tcfg))
   ckpts.set_aside_rejected()  # never restored, never deleted: moved out of the way of new saves
   phase = _phase_of(config, ckpts.latest_step() or 0)
   state, groups = create_state(config, dataset.num_classes, total_steps, phase=phase)
@@ -217,12 +219,13 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   lr = optim.schedule(config.optim, total_steps)
   guard = guard_lib.Guard(on_nonfinite, lr, ckpts.latest_step)
   loss_fn = functools.partial(steps.cross_entropy, label_smoothing=tcfg.label_smoothing)
-  augment_fn = data_lib.augment.from_config(config.get("augment"))  # None: all options off
+  # Each None when its options are off.
+  augment_fn = randaugment.from_config(config.get("randaugment"), data_lib.augment.from_config(config.get("augment")))
+  toolkit = dict(augment_fn=augment_fn, mix_fn=mixing.from_config(config.get("mixup")), ema_fn=ema.from_config(tcfg),
+                 grad_accum_steps=tcfg.get("grad_accum_steps", 1), skip_nonfinite=on_nonfinite == "skip_step")
   # Replicated outputs: every process can read the new state and the metrics.
-  new_train_fn = lambda: jax.jit(
-      functools.partial(steps.train_step, loss_fn=loss_fn, augment_fn=augment_fn,
-                        skip_nonfinite=on_nonfinite == "skip_step"),
-      donate_argnums=0, out_shardings=sharding.replicated(mesh))
+  new_train_fn = lambda: jax.jit(functools.partial(steps.train_step, loss_fn=loss_fn, **toolkit),
+                                 donate_argnums=0, out_shardings=sharding.replicated(mesh))
   eval_fn = jax.jit(steps.eval_step, out_shardings=sharding.replicated(mesh))
   evaluate = functools.partial(evaluate_split, eval_fn, batch_size=tcfg.eval_batch_size,
                                num_classes=dataset.num_classes, mesh=mesh)
@@ -288,7 +291,8 @@ def _train(run: _Run, state):
       tqdm.tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} "
                       f"acc {record['train_accuracy']:.4f} | {run.val_name} loss {record['val_loss']:.4f} "
                       f"acc {record['val_accuracy']:.4f} | {record['train_images_per_s']:.1f} img/s, "
-                      f"input wait {record['input_wait_ms']:.1f} ms/step")
+                      f"input wait {record['input_wait_ms']:.1f} ms/step"
+                      + (f" | EMA acc {record['val_accuracy_ema']:.4f}" if "val_accuracy_ema" in record else ""))
   return state
 
 
@@ -311,6 +315,9 @@ def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch:
   host = jax.device_get(window)
   host = [w for w in host if not w["nonfinite"]] or host  # skipped steps' losses are not finite
   result = run.evaluate(state, run.dataset.splits[run.val_name])
+  has_ema = run.config.train.get("ema_decay", 0.0) > 0
+  if has_ema:
+    result_ema = run.evaluate(ema.weights(state, "ema"), run.dataset.splits[run.val_name])
   record = {
       "step": step, "epoch": epoch, "lr": float(optim.schedule(run.config.optim, run.total_steps)(step - 1)),
       "train_loss": float(np.mean([w["loss"] for w in host])),
@@ -318,6 +325,8 @@ def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch:
       "val_loss": result["report"]["loss"], "val_accuracy": result["report"]["accuracy"],
       "elapsed_s": round(time.time() - run.t0, 1), "epoch_s": round(time.time() - t_epoch, 3), **loop,
   }
+  if has_ema:
+    record |= {"val_loss_ema": result_ema["report"]["loss"], "val_accuracy_ema": result_ema["report"]["accuracy"]}
   if run.guard.mode == "skip_step":
     record["skipped_steps"] = run.guard.skipped
   run.ckpts.save(step, state, record)  # the record is kept with it: see workdir.resume_metrics
@@ -333,15 +342,17 @@ def _final_evaluation(run: _Run, state) -> dict[str, Any]:
   if run.main_process:
     plots.plot_training_curves(workdir_lib.read_metrics(run.workdir), os.path.join(run.workdir, "curves.png"))
   summary = {"final_step": run.total_steps, "best_step": run.ckpts.best_step(), "cached_features": run.cached,
+             "test_weights": run.config.train.get("best_by", "raw"),
              "train_step_compiles": [fn._cache_size() for fn in run.train_fns.values()],
              "skipped_steps": sum(r.get("skipped_steps", 0) for r in workdir_lib.read_metrics(run.workdir))}
   for name, step in (("final", run.total_steps), ("best", summary["best_step"])):
-    result = run.evaluate(_restore_at(run, state, step), run.dataset.splits["test"])
+    result = run.evaluate(ema.weights(_restore_at(run, state, step), summary["test_weights"]),
+                          run.dataset.splits["test"])
     out = os.path.join(run.workdir, "eval", f"test_step{step}")
     if run.main_process:
       write_report(out, result, run.dataset.class_names, f"test, step {step}")
     run.writer.report(f"test_{name}", step, result, run.dataset.class_names)
-    summary |= {f"{name}_val_accuracy": run.ckpts.metrics(step)["val_accuracy"],
+    summary |= {f"{name}_val_accuracy": run.ckpts.metrics(step)[run.ckpts.metric],
                 f"{name}_test_accuracy": result["report"]["accuracy"],
                 f"{name}_test_macro_f1": result["report"]["macro_f1"], f"{name}_report_dir": out}
   summary["train_time_s"] = round(time.time() - run.t0, 1)
@@ -360,22 +371,24 @@ def _restore_at(run: _Run, state, step: int):
                                                 sharding.replicated(run.mesh)))
 
 
-def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "test") -> dict[str, Any]:
-  """Restores a checkpoint of a finished or running run and evaluates it.
+def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "test",
+                        weights: str = "raw") -> dict[str, Any]:
+  """Restores a checkpoint of a finished or running run and evaluates its ``weights`` ("raw" or "ema").
 
   Writes ``report.json`` and ``confusion_matrix.png`` under
-  ``workdir/eval/<split>_step<N>/`` and returns the report plus its location.
+  ``workdir/eval/<split>_step<N>[_ema]/`` and returns the report plus its location.
   """
   config = load_config(workdir)
-  ckpts = checkpoint.Checkpoints(workdir)  # a reader: keeps and deletes nothing
+  # A reader: keeps and deletes nothing; "best" by the metric the run chose by.
+  ckpts = checkpoint.Checkpoints(workdir, metric=ema.metric_name(config.train))
   step = ckpts.resolve(which)  # verified, before the data is loaded
   dataset = data_lib.load(config.data)
   if split not in dataset.splits:
     raise ValueError(f"Unknown split {split!r}; this run has {sorted(dataset.splits)}.")
   # Only shapes are needed: no pretrained weights are read to evaluate.
   state = ckpts.restore(step, abstract_state(config, dataset.num_classes, 1, _phase_of(config, step)))
-  result = evaluate_split(jax.jit(steps.eval_step), state, dataset.splits[split],
+  result = evaluate_split(jax.jit(steps.eval_step), ema.weights(state, weights), dataset.splits[split],
                           config.train.eval_batch_size, dataset.num_classes)
-  out = os.path.join(workdir, "eval", f"{split}_step{step}")
-  path = write_report(out, result, dataset.class_names, f"{split}, step {step}")
-  return {"step": step, "split": split, "report_path": path, **result["report"]}
+  out = os.path.join(workdir, "eval", f"{split}_step{step}" + ("_ema" if weights == "ema" else ""))
+  path = write_report(out, result, dataset.class_names, f"{split}, step {step}, {weights} weights")
+  return {"step": step, "split": split, "weights": weights, "report_path": path, **result["report"]}

@@ -1,0 +1,44 @@
+r"""A modern fine-tuning recipe: Lite0 at 224 px on the CIFAR-10 subset (timm / DeiT-style toolkit).
+
+  python scripts/train.py --config configs/finetune_modern.py --workdir runs/finetune_modern \
+      --config.data.path=../shared/data/cifar10_subset_train.npz
+
+Same split as ``compare_cifar10`` (seed 0: 1,000 test images, 10% of the rest
+for validation, 3,677 to train). Full fine-tuning with AdamW and layer-wise
+LR decay, RandAugment (N=2, M=9) after flip + random-resized-crop, mixup 0.2 /
+CutMix 1.0 on half the batches, label smoothing 0.1, gradient clipping at 1.0
+and an EMA of the weights (warm-up as timm's ``ModelEmaV3``) that picks the
+best checkpoint and is tested. Its comparison with the quickstart recipe at the
+same epoch budget: BENCHMARKS.md ("Modern fine-tuning recipe").
+"""
+
+import ml_collections
+
+from configs import quickstart
+
+
+def get_config() -> ml_collections.ConfigDict:
+  c = quickstart.get_config()
+  c.unlock()
+  c.data.update(dict(name="npz", path="../shared/data/cifar10_subset_train.npz", image_size=224,
+                     test_fraction=1000 / 5085, val_fraction=0.1))
+  # The images are 32 px upsampled: crops below a quarter of the area keep too little of them.
+  c.augment.update(dict(horizontal_flip=True, random_resized_crop=True, crop_scale=(0.25, 1.0)))
+  c.randaugment.update(dict(policy="randaugment", num_ops=2, magnitude=9))  # torchvision's defaults
+  # Mild mixing on half the batches: 3.7k images and few epochs (BiT mixes only above 20k).
+  c.mixup.update(dict(alpha=0.2, cutmix_alpha=1.0, prob=0.5, switch_prob=0.5))
+  c.model.update(dict(dropout_rate=0.2, drop_path_rate=0.1))
+  c.param_groups = dict(
+      rules=(("head/.*", "head"), (".*", "backbone")),
+      head=dict(lr_mult=1.0),
+      backbone=dict(lr_mult=1.0, bn="batch"),  # full fine-tuning; batch 32 gives usable statistics
+      # lr x 0.75 per unit from the head down (top, stage7..1, stem): the stem gets 0.75 ** 9 = 7.5%.
+      layer_decay=0.75,
+  )
+  c.optim.update(dict(name="adamw", lr=1e-3, schedule="cosine", warmup_steps=100,  # ~ one epoch
+                      kwargs=dict(weight_decay=0.05), clip_grad_norm=1.0))
+  c.train.update(dict(num_epochs=5, batch_size=32, label_smoothing=0.1,
+                      # The warm-up keeps a short run's average on its recent weights.
+                      ema_decay=0.999, ema_warmup=True, best_by="ema"))
+  c.lock()
+  return c
