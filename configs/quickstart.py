@@ -42,6 +42,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.model = dict(
       name="efficientnet_lite0", dropout_rate=0.2, drop_path_rate=0.0,
       dtype="float32",  # compute dtype; "bfloat16": mixed precision, float32 params
+      # Convolutions: "auto" = CPU-routed on CPU, native on GPU/TPU; or "native" | "cpu_routed".
+      layer_impl="auto",
   )
   c.init = dict(
       pretrained=True,

@@ -1,6 +1,6 @@
 r"""Fine-tuning speed, side by side: tl_jax vs Keras 3 (JAX backend) vs PyTorch eager.
 
-  KERAS_BACKEND=jax python scripts/benchmark.py [--models resnet50,vgg16,efficientnet_lite0]
+  KERAS_BACKEND=jax python scripts/benchmark.py [--models resnet50,vgg16,efficientnet_lite0,convnext_tiny]
       [--sizes 64,224] [--modes frozen,full] [--frameworks tl_jax,keras,torch,torch_cl]
       [--batch 16] [--dtype float32|bfloat16] [--repeats 5] [--json benchmark.json]
 
@@ -139,7 +139,8 @@ def bench_tl_jax(case: Case) -> dict[str, float]:
 def bench_keras(case: Case) -> dict[str, float]:
   import keras
 
-  apps = {"resnet50": keras.applications.ResNet50, "vgg16": keras.applications.VGG16}
+  apps = {"resnet50": keras.applications.ResNet50, "vgg16": keras.applications.VGG16,
+          "convnext_tiny": keras.applications.ConvNeXtTiny}
   if case.model not in apps:
     raise NotImplementedError(f"keras.applications has no {case.model}")
   keras.config.set_dtype_policy("mixed_bfloat16" if case.dtype == "bfloat16" else "float32")
@@ -210,7 +211,7 @@ DEFAULT_FRAMEWORKS = ("tl_jax", "keras", "torch", "torch_cl")
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--models", default="resnet50,vgg16,efficientnet_lite0")
+  parser.add_argument("--models", default="resnet50,vgg16,efficientnet_lite0,convnext_tiny")
   parser.add_argument("--sizes", default="64,224")
   parser.add_argument("--modes", default="frozen,full")
   parser.add_argument("--frameworks", default=",".join(DEFAULT_FRAMEWORKS),

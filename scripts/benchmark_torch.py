@@ -1,8 +1,9 @@
 """PyTorch reference backbones for ``benchmark.py`` (torchvision is not installable here).
 
 Same architectures as tl_jax's ``resnet50`` (torchvision v1.5: stride on the
-3x3), ``vgg16`` (13 convs, global average pool) and ``efficientnet_lite0``
-(ReLU6 MBConv, no squeeze-excite; symmetric padding, which costs the same).
+3x3), ``vgg16`` (13 convs, global average pool), ``efficientnet_lite0``
+(ReLU6 MBConv, no squeeze-excite; symmetric padding, which costs the same) and
+``convnext_tiny``.
 Each constructor returns ``(backbone -> pooled features, feature width)``.
 """
 
@@ -71,4 +72,37 @@ def efficientnet_lite0():
   return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten()), top
 
 
-MODELS = {"resnet50": resnet50, "vgg16": vgg16, "efficientnet_lite0": efficientnet_lite0}
+class CNBlock(nn.Module):
+  """ConvNeXt block, channels-last inside as torchvision's (7x7 depthwise, LN, MLP, layer scale)."""
+
+  def __init__(self, dim):
+    super().__init__()
+    self.dw = nn.Conv2d(dim, dim, 7, padding=3, groups=dim)
+    self.norm, self.fc1, self.fc2 = nn.LayerNorm(dim, eps=1e-6), nn.Linear(dim, 4 * dim), nn.Linear(4 * dim, dim)
+    self.gamma = nn.Parameter(torch.full((dim,), 1e-6))
+
+  def forward(self, x):
+    y = self.fc2(nn.functional.gelu(self.fc1(self.norm(self.dw(x).permute(0, 2, 3, 1)))))
+    return x + (self.gamma * y).permute(0, 3, 1, 2)
+
+
+class LayerNorm2d(nn.LayerNorm):
+  def forward(self, x):
+    return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def convnext_tiny():
+  from tl_jax.models import convnext
+
+  cfg = convnext.VARIANTS["convnext_tiny"]
+  layers = [nn.Conv2d(3, cfg.widths[0], 4, 4), LayerNorm2d(cfg.widths[0], eps=1e-6)]
+  for st in convnext.stage_layout(cfg):
+    if st.downsample:
+      layers += [LayerNorm2d(st.in_channels, eps=1e-6), nn.Conv2d(st.in_channels, st.channels, 2, 2)]
+    layers += [CNBlock(st.channels) for _ in st.blocks]
+  top = cfg.widths[-1]
+  return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.LayerNorm(top, eps=1e-6)), top
+
+
+MODELS = {"resnet50": resnet50, "vgg16": vgg16, "efficientnet_lite0": efficientnet_lite0,
+          "convnext_tiny": convnext_tiny}

@@ -1,5 +1,6 @@
 """The CPU conv routing in ``layers.conv_general_dilated`` matches ``lax`` to float rounding (values and gradients)."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,3 +53,46 @@ def test_resnet50_small_maps_avoid_the_swapped_convolution():
 
   hlo = jax.jit(jax.grad(loss)).lower(variables["params"], x).compile().as_text()
   assert "rhs_reversal" not in hlo and "01fb_o01i" not in hlo
+
+
+@pytest.mark.parametrize("impl", ["native", "cpu_routed"])
+@pytest.mark.parametrize("k,s,d,pad,size", [(3, 1, 2, "SAME", 9), (3, 2, 2, "torch", 10), (5, 2, 3, "SAME", 12),
+                                            (3, 2, 1, "torch", 8)])
+def test_depthwise_bias_and_dilation_match_grouped_nn_conv(impl, k, s, d, pad, size):
+  """``DepthwiseConv(use_bias, dilation)`` = ``nn.Conv(C, groups=C, kernel_dilation=d)``, values and gradients."""
+  x = jax.random.normal(jax.random.key(0), (2, size, size, 4))
+  model = layers.DepthwiseConv(k, s, padding=pad, use_bias=True, dilation=d)
+  variables = jax.tree.map(lambda a: a + 0.1, model.init(jax.random.key(1), x))  # a non-zero bias
+  assert sorted(variables["params"]) == ["bias", "kernel"]
+  pads = [layers.conv_padding(pad, size, d * (k - 1) + 1, s)] * 2
+  ref = nn.Conv(4, (k, k), (s, s), padding=pads, kernel_dilation=d, feature_group_count=4)
+  grad = lambda apply: jax.jit(jax.value_and_grad(lambda v, x: jnp.sum(jnp.sin(apply(v, x))), argnums=(0, 1)))
+  want = grad(ref.apply)(variables, x)
+  with layers.impl(impl):
+    got = grad(model.apply)(variables, x)
+  for g, h in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(g, h, atol=3e-5, rtol=1e-5)
+
+
+def test_layer_impl_is_part_of_the_jit_cache_key():
+  f = jax.jit(lambda x: x + layers.routed())
+  with layers.impl("native"):
+    assert int(f(0)) == 0
+  with layers.impl("cpu_routed"):
+    assert int(f(0)) == 1  # traced again, not the cached native trace
+  assert int(f(0)) == int(jax.default_backend() == "cpu")  # "auto"
+  with pytest.raises(ValueError, match="cpu_routed"):
+    layers.impl("gpu").__enter__()
+
+
+def test_classifier_layer_impl_overrides_the_context():
+  x = jnp.zeros((1, 32, 32, 3))
+
+  def jaxpr(layer_impl):
+    model = models.create("efficientnet_lite0", 3, layer_impl=layer_impl)
+    variables = jax.eval_shape(model.init, jax.random.key(0), x)
+    with layers.impl("cpu_routed"):
+      return str(jax.make_jaxpr(model.apply)(variables, x))
+
+  assert "feature_group_count=32" in jaxpr("native")  # the grouped depthwise conv of stage 1
+  assert "feature_group_count=32" not in jaxpr(None)  # the context's shifted sum

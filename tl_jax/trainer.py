@@ -35,7 +35,8 @@ def _model(config, num_classes: int, **kwargs):
   float32 parameters and optimizer state (mixed precision)."""
   mcfg = config.model
   return models.create(mcfg.name, num_classes, dropout_rate=mcfg.dropout_rate, drop_path_rate=mcfg.drop_path_rate,
-                       dtype=jnp.dtype(mcfg.get("dtype", "float32")), **kwargs)
+                       dtype=jnp.dtype(mcfg.get("dtype", "float32")), layer_impl=mcfg.get("layer_impl", "auto"),
+                       **kwargs)
 
 
 def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool = True, phase: int = 0):

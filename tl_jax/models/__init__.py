@@ -7,7 +7,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from tl_jax.models import efficientnet, resnet, vgg
+from tl_jax.models import convnext, efficientnet, regnet, resnet, vgg
 from tl_jax.models.classifier import Classifier
 
 # Input normalisation on the [0, 255] scale, per RGB channel.
@@ -62,6 +62,17 @@ def _vgg(depth: int, batch_norm: bool, top: str, keras: bool = False) -> ModelIn
                    "torchvision")
 
 
+def _regnet(name: str) -> ModelInfo:
+  return ModelInfo(functools.partial(regnet.RegNet, variant=name), 224, 0.0, TORCHVISION_MEAN,
+                   TORCHVISION_STD, False, "torchvision")
+
+
+def _convnext(name: str) -> ModelInfo:
+  # torchvision has no XL; Keras' ConvNeXts normalise with these same constants inside the model.
+  return ModelInfo(functools.partial(convnext.ConvNeXt, variant=name), 224, 0.0, TORCHVISION_MEAN,
+                   TORCHVISION_STD, False, "timm" if name == "convnext_xlarge" else "torchvision")
+
+
 REGISTRY: dict[str, ModelInfo] = {
     **{name: _inverted_residual(name, efficientnet.TF, HALF, HALF, "lukemelas")
        for name in efficientnet.LITE_NAMES},
@@ -87,6 +98,8 @@ REGISTRY: dict[str, ModelInfo] = {
                                        TORCHVISION_STD, "torchvision"),
     "keras_mobilenet_v2": _inverted_residual("keras_mobilenet_v2", efficientnet.TF, HALF, HALF,
                                              "keras", variant="mobilenet_v2"),
+    **{name: _regnet(name) for name in regnet.VARIANTS},
+    **{name: _convnext(name) for name in convnext.VARIANTS},
 }
 
 
@@ -103,6 +116,7 @@ def create(
     drop_path_rate: float = 0.0,
     frozen_bn: Set[str] = frozenset(),
     dtype: Any = jnp.float32,
+    layer_impl: str | None = None,
 ) -> Classifier:
   """Builds ``Classifier(backbone=name, head of num_classes)``.
 
@@ -113,6 +127,8 @@ def create(
     drop_path_rate: stochastic depth of the backbone's residual blocks.
     frozen_bn: paths of BatchNorm layers that always use running statistics.
     dtype: compute dtype (parameters stay float32).
+    layer_impl: ``"auto"``, ``"native"`` or ``"cpu_routed"`` (``layers.impl``);
+      ``None`` keeps the one set around the call.
   """
   if name not in REGISTRY:
     raise ValueError(f"Unknown model {name!r}; known models: {', '.join(names())}.")
@@ -121,4 +137,4 @@ def create(
                            dtype=dtype)
   rate = info.dropout_rate if dropout_rate is None else dropout_rate
   return Classifier(backbone=backbone, num_classes=num_classes, dropout_rate=rate, dtype=dtype,
-                    mean=info.mean, std=info.std, bgr=info.bgr)
+                    mean=info.mean, std=info.std, bgr=info.bgr, layer_impl=layer_impl)

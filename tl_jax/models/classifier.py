@@ -1,9 +1,12 @@
 """Classifier = backbone + new head: the model every tl_jax run trains."""
 
+import contextlib
 from typing import Any
 
 import flax.linen as nn
 import jax.numpy as jnp
+
+from tl_jax.models import layers
 
 
 class Classifier(nn.Module):
@@ -15,6 +18,8 @@ class Classifier(nn.Module):
   and returns ``(logits, features)``, where ``features`` holds
   ``stem``, ``stage1..N`` and ``pre_logits``. With ``num_classes=0`` there is
   no head and ``logits`` is ``pre_logits`` (timm's convention).
+  ``layer_impl`` (``layers.IMPLS``) traces the backbone with that layer
+  implementation; ``None`` keeps the one ``layers.impl`` sets around the call.
   """
 
   backbone: nn.Module
@@ -24,6 +29,7 @@ class Classifier(nn.Module):
   mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
   std: tuple[float, float, float] = (1.0, 1.0, 1.0)
   bgr: bool = False
+  layer_impl: str | None = None
 
   # Declared metadata: the path of the new head (tests check it against the tree).
   HEAD = "head"
@@ -41,7 +47,8 @@ class Classifier(nn.Module):
     x = (images.astype(self.dtype) - mean) / std
     if self.bgr:  # Caffe-trained weights (Keras ResNet/VGG) expect BGR
       x = x[..., ::-1]
-    features = self.backbone(x, train)
+    with layers.impl(self.layer_impl) if self.layer_impl else contextlib.nullcontext():
+      features = self.backbone(x, train)
     return self.from_pre_logits(features["pre_logits"], train)[0], features
 
   def from_pre_logits(self, pre_logits, train: bool = False):

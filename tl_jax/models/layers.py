@@ -1,5 +1,15 @@
-"""Layers shared by the backbones."""
+"""Layers shared by the backbones, and the switch between their native and CPU-routed forms.
 
+Two layers compute differently on CPU: :func:`conv_general_dilated` (1x1 and
+small-map convolutions as matmuls) and :class:`DepthwiseConv` (a sum of
+shifted copies). XLA:CPU runs the native forms of those slowly; accelerators
+run them well. :func:`impl` picks the form: ``"auto"`` (the default: routed
+when ``jax.default_backend()`` is ``"cpu"``, native elsewhere), ``"native"``
+or ``"cpu_routed"``, on any backend. Both forms compute the same values and
+gradients up to float rounding (``tests/test_layer_impl.py``).
+"""
+
+import contextlib
 import functools
 import os
 from collections.abc import Set
@@ -9,6 +19,37 @@ import flax.linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
+
+
+IMPLS = ("auto", "native", "cpu_routed")
+# Part of jit's cache key: a function jitted under one implementation is traced
+# again under another, never silently reused.
+_IMPL = jax.make_user_context("auto")
+
+
+def check_impl(name: str) -> str:
+  """``name`` if it is one of ``IMPLS``; a ValueError naming the choices otherwise."""
+  if name not in IMPLS:
+    raise ValueError(f"Unknown layer implementation {name!r} (model.layer_impl); use one of {', '.join(IMPLS)}.")
+  return name
+
+
+@contextlib.contextmanager
+def impl(name: str):
+  """Traces the layers inside the block with implementation ``name`` (one of ``IMPLS``).
+
+  The choice is made when a function is traced, e.g.
+  ``with layers.impl("native"): jax.jit(model.apply)(variables, x)``.
+  ``model.layer_impl`` in a config sets it for the trainer's model.
+  """
+  with _IMPL(check_impl(name)):
+    yield
+
+
+def routed() -> bool:
+  """Whether layers traced now take their CPU-routed form (see :func:`impl`)."""
+  name = _IMPL.value
+  return name == "cpu_routed" or (name == "auto" and jax.default_backend() == "cpu")
 
 
 class BatchNorm(nn.BatchNorm):
@@ -69,48 +110,54 @@ def conv_padding(padding: str, size: int, kernel: int, stride: int) -> tuple[int
 
 
 def _shifted_taps(x: jnp.ndarray, window: tuple[int, int], strides: tuple[int, int],
-                  pads) -> list[jnp.ndarray]:
-  """The kh*kw shifted (strided) views of NHWC ``x`` that a convolution window weighs, row-major.
+                  pads, dilation: int = 1) -> list[jnp.ndarray]:
+  """The kh*kw shifted (strided, dilated) views of NHWC ``x`` that a convolution window weighs, row-major.
 
   Strided taps read a polyphase view (space-to-depth): no strided slice.
+  Tap ``i`` of a window dilated by ``d`` sits ``i * d`` pixels in.
   """
-  (kh, kw), (sh, sw), ((top, bottom), (left, right)) = window, strides, pads
+  (kh, kw), (sh, sw), ((top, bottom), (left, right)), d = window, strides, pads, dilation
   n, h, w, c = x.shape
-  oh, ow = (h + top + bottom - kh) // sh + 1, (w + left + right - kw) // sw + 1
+  oh, ow = (h + top + bottom - d * (kh - 1) - 1) // sh + 1, (w + left + right - d * (kw - 1) - 1) // sw + 1
   hp, wp = -(-(h + top + bottom) // sh) * sh, -(-(w + left + right) // sw) * sw
   x = jnp.pad(x, ((0, 0), (top, hp - h - top), (left, wp - w - left), (0, 0)))
   x = x.reshape(n, hp // sh, sh, wp // sw, sw, c)
-  return [x[:, i // sh:i // sh + oh, i % sh, j // sw:j // sw + ow, j % sw, :] for i in range(kh) for j in range(kw)]
+  return [x[:, i * d // sh:i * d // sh + oh, i * d % sh, j * d // sw:j * d // sw + ow, j * d % sw, :]
+          for i in range(kh) for j in range(kw)]
 
 
-def _depthwise_taps(x: jnp.ndarray, k: int, s: int, padding: str) -> list[jnp.ndarray]:
+def _depthwise_pads(shape, k: int, s: int, padding: str, dilation: int):
+  """``conv_padding`` of both spatial axes for the dilated window's extent ``d*(k-1)+1``."""
+  return [conv_padding(padding, n, dilation * (k - 1) + 1, s) for n in shape[1:3]]
+
+
+def _depthwise_taps(x: jnp.ndarray, k: int, s: int, padding: str, dilation: int = 1) -> list[jnp.ndarray]:
   """The k*k taps of a kxk depthwise conv with ``conv_padding`` ``padding``."""
-  pads = [conv_padding(padding, n, k, s) for n in x.shape[1:3]]
-  return _shifted_taps(x, (k, k), (s, s), pads)
+  return _shifted_taps(x, (k, k), (s, s), _depthwise_pads(x.shape, k, s, padding, dilation), dilation)
 
 
-def _depthwise_sum(x, kernel, stride, padding):
+def _depthwise_sum(x, kernel, stride, padding, dilation=1):
   k = kernel.shape[0]
-  return sum(t * kernel[i // k, i % k, 0] for i, t in enumerate(_depthwise_taps(x, k, stride, padding)))
+  return sum(t * kernel[i // k, i % k, 0] for i, t in enumerate(_depthwise_taps(x, k, stride, padding, dilation)))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def depthwise_shifted(x: jnp.ndarray, kernel: jnp.ndarray, stride: int,
-                      padding: str = "SAME") -> jnp.ndarray:
+                      padding: str = "SAME", dilation: int = 1) -> jnp.ndarray:
   """Depthwise convolution as a sum of k*k shifted, scaled copies of the input.
 
   XLA:CPU runs grouped convolutions through a slow generic path (20-60x slower
   than this on EfficientNet's layer shapes, forward and backward). The kernel
   gradient has its own rule: see ``_depthwise_kernel_grad``.
   """
-  return _depthwise_sum(x, kernel, stride, padding)
+  return _depthwise_sum(x, kernel, stride, padding, dilation)
 
 
-def _depthwise_fwd(x, kernel, stride, padding):
-  return _depthwise_sum(x, kernel, stride, padding), (x, kernel)
+def _depthwise_fwd(x, kernel, stride, padding, dilation):
+  return _depthwise_sum(x, kernel, stride, padding, dilation), (x, kernel)
 
 
-def _depthwise_kernel_grad(x, g, k: int, stride: int, padding: str):
+def _depthwise_kernel_grad(x, g, k: int, stride: int, padding: str, dilation: int = 1):
   """dL/dkernel: per tap, sum over batch and space of tap * g.
 
   Autodiff emits k*k separate reductions, each streaming all of ``x`` and
@@ -123,7 +170,7 @@ def _depthwise_kernel_grad(x, g, k: int, stride: int, padding: str):
   chunk = max(d for d in range(1, min(n, os.cpu_count() or 1) + 1) if n % d == 0)
 
   def body(acc, xg):
-    taps = _depthwise_taps(xg[0], k, stride, padding)
+    taps = _depthwise_taps(xg[0], k, stride, padding, dilation)
     return acc + jnp.stack([jnp.sum(t * xg[1], axis=(0, 1, 2), dtype=jnp.float32) for t in taps]), None
 
   xs = x.reshape(n // chunk, chunk, *x.shape[1:])
@@ -132,10 +179,10 @@ def _depthwise_kernel_grad(x, g, k: int, stride: int, padding: str):
   return acc.reshape(k, k, 1, -1)
 
 
-def _depthwise_bwd(stride, padding, residuals, g):
+def _depthwise_bwd(stride, padding, dilation, residuals, g):
   x, kernel = residuals
-  _, x_vjp = jax.vjp(lambda x: _depthwise_sum(x, kernel, stride, padding), x)  # linear in x
-  dkernel = _depthwise_kernel_grad(x, g, kernel.shape[0], stride, padding)
+  _, x_vjp = jax.vjp(lambda x: _depthwise_sum(x, kernel, stride, padding, dilation), x)  # linear in x
+  dkernel = _depthwise_kernel_grad(x, g, kernel.shape[0], stride, padding, dilation)
   return x_vjp(g)[0], dkernel.astype(kernel.dtype)
 
 
@@ -181,7 +228,7 @@ _matmul.defvjp(_matmul_fwd, _matmul_bwd)
 def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, rhs_dilation=None,
                          dimension_numbers=None, feature_group_count=1, precision=None,
                          preferred_element_type=None):
-  """``lax.conv_general_dilated`` that routes two cases to a matmul on CPU.
+  """``lax.conv_general_dilated`` that routes two cases to a matmul when :func:`routed` (on CPU).
 
   1. Feature maps smaller than the kernel. XLA:CPU swaps the operands of such
      a convolution (e.g. ResNet-50's 3x3 convolutions on the 2x2 maps of
@@ -191,9 +238,9 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   2. 1x1 convolutions: as a dot they run faster forward, and their backward
      pass becomes two dots instead of convolutions with transposed copies.
 
-  Everything else, and every other default backend, uses the native
-  convolution; values and gradients match it to float rounding. Used by
-  :class:`Conv`.
+  Everything else, and the ``"native"`` implementation (every accelerator
+  under ``"auto"``), uses the native convolution; values and gradients match
+  it to float rounding. Used by :class:`Conv`.
   """
   native = functools.partial(
       lax.conv_general_dilated, window_strides=window_strides, padding=padding,
@@ -204,10 +251,10 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None, r
   plain = (feature_group_count == 1 and lhs.ndim == 4
            and dn == lax.conv_dimension_numbers(lhs.shape, rhs.shape, ("NHWC", "HWIO", "NHWC"))
            and all(d == 1 for d in (lhs_dilation or ()) + (rhs_dilation or ())))
-  # Decided at trace time on the default backend (lax.platform_dependent would
-  # trace both branches and linearize a switch per layer: +7 s per Lite0 trace).
-  # Either path is correct anywhere; only speed differs.
-  if not plain or jax.default_backend() != "cpu":
+  # Decided at trace time (lax.platform_dependent would trace both branches and
+  # linearize a switch per layer: +7 s per Lite0 trace). Either path is
+  # correct anywhere; only speed differs.
+  if not plain or not routed():
     return native(lhs, rhs)
   if isinstance(padding, str):
     padding = lax.padtype_to_pads(lhs.shape[1:3], rhs.shape[:2], window_strides, padding)
@@ -228,26 +275,33 @@ class Conv(nn.Conv):
 
 
 class DepthwiseConv(nn.Module):
-  """kxk depthwise convolution, no bias; kernel (k, k, 1, C); padding as ``conv_padding``.
+  """kxk depthwise convolution; kernel (k, k, 1, C), optional bias (C,); padding as ``conv_padding``.
 
-  Same parameters as ``nn.Conv(C, (k, k), feature_group_count=C)``; on CPU it
-  computes with ``depthwise_shifted``, on other default backends with the native
-  grouped conv.
+  Same parameters and paths as ``nn.Conv(C, (k, k), feature_group_count=C,
+  kernel_dilation=dilation, use_bias=use_bias)``; computes with
+  ``depthwise_shifted`` when :func:`routed` (on CPU), else with the native
+  grouped conv. ``"SAME"``/``"torch"`` padding applies to the dilated
+  window's extent ``dilation * (k - 1) + 1``.
   """
 
   kernel_size: int
   stride: int = 1
   dtype: Any = jnp.float32
   padding: str = "SAME"
+  use_bias: bool = False
+  dilation: int = 1
 
   @nn.compact
   def __call__(self, x):
-    c, k, s = x.shape[-1], self.kernel_size, self.stride
-    pads = [conv_padding(self.padding, n, k, s) for n in x.shape[1:3]]
+    c, k, s, d = x.shape[-1], self.kernel_size, self.stride, self.dilation
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c), jnp.float32)
+    bias = self.param("bias", nn.initializers.zeros, (c,), jnp.float32) if self.use_bias else None
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
 
-    if jax.default_backend() == "cpu":  # decided at trace time, as in conv_general_dilated
-      return depthwise_shifted(x, kernel, s, self.padding)
-    return lax.conv_general_dilated(x, kernel, (s, s), pads, feature_group_count=c,
-                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if routed():  # decided at trace time, as in conv_general_dilated
+      y = depthwise_shifted(x, kernel, s, self.padding, d)
+    else:
+      y = lax.conv_general_dilated(x, kernel, (s, s), _depthwise_pads(x.shape, k, s, self.padding, d),
+                                   rhs_dilation=(d, d), feature_group_count=c,
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return y if bias is None else y + bias.astype(self.dtype)

@@ -14,7 +14,7 @@ import numpy as np
 
 from tl_jax import models
 from tl_jax.models import resnet, vgg
-from tl_jax.weights import efficientnet_lite, formats, keras, timm, torchvision
+from tl_jax.weights import convnext, efficientnet_lite, formats, keras, regnet, timm, torchvision
 from tl_jax.weights.mapping import Table, apply_mapping
 from tl_jax.weights.merge import merge
 
@@ -92,8 +92,61 @@ TIMM_NAMES = {
 }
 
 
-def _sources() -> dict[tuple[str, str], Source]:
+# torchvision's IMAGENET1K_V2 RegNet files (V1 for none: V2 is torchvision's default; 128GF has only SWAG).
+REGNET_TORCHVISION = {
+    "regnet_x_400mf": "regnet_x_400mf-62229a5f.pth", "regnet_x_800mf": "regnet_x_800mf-94a99ebd.pth",
+    "regnet_x_1_6gf": "regnet_x_1_6gf-a12f2b72.pth", "regnet_x_3_2gf": "regnet_x_3_2gf-7071aa85.pth",
+    "regnet_x_8gf": "regnet_x_8gf-2b70d774.pth", "regnet_x_16gf": "regnet_x_16gf-ba3796d7.pth",
+    "regnet_x_32gf": "regnet_x_32gf-6eb8fdc6.pth", "regnet_y_400mf": "regnet_y_400mf-e6988f5f.pth",
+    "regnet_y_800mf": "regnet_y_800mf-58fc7688.pth", "regnet_y_1_6gf": "regnet_y_1_6gf-0d7bc02a.pth",
+    "regnet_y_3_2gf": "regnet_y_3_2gf-9180c971.pth", "regnet_y_8gf": "regnet_y_8gf-dc2b1b54.pth",
+    "regnet_y_16gf": "regnet_y_16gf-3e4a00f9.pth", "regnet_y_32gf": "regnet_y_32gf-8db6d4b5.pth",
+    "regnet_y_128gf": "regnet_y_128gf_swag-c8ce3e52.pth",
+}
+# timm's names for the same networks; "_tv" where torchvision rounds the widths its own way
+# (``regnet.stage_params``: 400MF-X, 800MF-Y and 8GF-Y differ from timm's pycls rounding).
+REGNET_TIMM = {
+    "regnet_x_400mf": "regnetx_004_tv.tv2_in1k", "regnet_x_800mf": "regnetx_008.tv2_in1k",
+    "regnet_x_1_6gf": "regnetx_016.tv2_in1k", "regnet_x_3_2gf": "regnetx_032.tv2_in1k",
+    "regnet_x_8gf": "regnetx_080.tv2_in1k", "regnet_x_16gf": "regnetx_160.tv2_in1k",
+    "regnet_x_32gf": "regnetx_320.tv2_in1k", "regnet_y_400mf": "regnety_004.tv2_in1k",
+    "regnet_y_800mf": "regnety_008_tv.tv2_in1k", "regnet_y_1_6gf": "regnety_016.tv2_in1k",
+    "regnet_y_3_2gf": "regnety_032.tv2_in1k", "regnet_y_8gf": "regnety_080_tv.tv2_in1k",
+    "regnet_y_16gf": "regnety_160.tv2_in1k", "regnet_y_32gf": "regnety_320.tv2_in1k",
+    "regnet_y_128gf": "regnety_1280.swag_ft_in1k",
+}
+CONVNEXT_TORCHVISION = {
+    "convnext_tiny": "convnext_tiny-983f1562.pth", "convnext_small": "convnext_small-0c510722.pth",
+    "convnext_base": "convnext_base-6075fbad.pth", "convnext_large": "convnext_large-ea097f82.pth",
+}
+CONVNEXT_TIMM = {
+    "convnext_tiny": "convnext_tiny.fb_in1k", "convnext_small": "convnext_small.fb_in1k",
+    "convnext_base": "convnext_base.fb_in1k", "convnext_large": "convnext_large.fb_in1k",
+    "convnext_xlarge": "convnext_xlarge.fb_in22k_ft_in1k",
+}
+
+
+def _zoo_sources() -> dict[tuple[str, str], Source]:
+  """RegNet and ConvNeXt: each family's tables live in its own module."""
   s = {}
+  for name in models.regnet.VARIANTS:
+    s[(name, "torchvision")] = Source(_fixed(regnet.torchvision_table, name),
+                                      TORCHVISION + REGNET_TORCHVISION[name], "torchvision RegNet")
+    s[(name, "timm")] = Source(_fixed(regnet.timm_table, name), TIMM.format(REGNET_TIMM[name]),
+                               "timm RegNet")
+  for name in models.convnext.VARIANTS:
+    if name in CONVNEXT_TORCHVISION:
+      s[(name, "torchvision")] = Source(_fixed(convnext.torchvision_table, name),
+                                        TORCHVISION + CONVNEXT_TORCHVISION[name], "torchvision ConvNeXt")
+    s[(name, "timm")] = Source(_fixed(convnext.timm_table, name), TIMM.format(CONVNEXT_TIMM[name]),
+                               "timm ConvNeXt")
+    s[(name, "keras")] = Source(functools.partial(convnext.keras_table, name),
+                                f"{KERAS}convnext/{name}_notop.h5", "keras.applications ConvNeXt .h5")
+  return s
+
+
+def _sources() -> dict[tuple[str, str], Source]:
+  s = _zoo_sources()
   for k in range(5):
     name = f"efficientnet_lite{k}"
     if k <= 2:
