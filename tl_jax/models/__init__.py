@@ -7,7 +7,7 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from tl_jax.models import convnext, efficientnet, regnet, resnet, vgg
+from tl_jax.models import convnext, densenet, efficientnet, regnet, resnet, vgg
 from tl_jax.models.classifier import Classifier
 
 # Input normalisation on the [0, 255] scale, per RGB channel.
@@ -73,6 +73,12 @@ def _convnext(name: str) -> ModelInfo:
                    TORCHVISION_STD, False, "timm" if name == "convnext_xlarge" else "torchvision")
 
 
+def _densenet(name: str) -> ModelInfo:
+  # torchvision and Keras ("torch" preprocess_input) both normalise with the ImageNet mean/std.
+  return ModelInfo(functools.partial(densenet.DenseNet, variant=name), 224, 0.0, TORCHVISION_MEAN,
+                   TORCHVISION_STD, False, "torchvision")
+
+
 REGISTRY: dict[str, ModelInfo] = {
     **{name: _inverted_residual(name, efficientnet.TF, HALF, HALF, "lukemelas")
        for name in efficientnet.LITE_NAMES},
@@ -100,6 +106,7 @@ REGISTRY: dict[str, ModelInfo] = {
                                              "keras", variant="mobilenet_v2"),
     **{name: _regnet(name) for name in regnet.VARIANTS},
     **{name: _convnext(name) for name in convnext.VARIANTS},
+    **{name: _densenet(name) for name in densenet.VARIANTS},
 }
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from tl_jax import models
 from tl_jax.models import resnet, vgg
-from tl_jax.weights import convnext, efficientnet_lite, formats, keras, regnet, timm, torchvision
+from tl_jax.weights import convnext, densenet, efficientnet_lite, formats, keras, regnet, timm, torchvision
 from tl_jax.weights.mapping import Table, apply_mapping
 from tl_jax.weights.merge import merge
 
@@ -145,8 +145,25 @@ def _zoo_sources() -> dict[tuple[str, str], Source]:
   return s
 
 
+DENSENET_TORCHVISION = {"densenet121": "densenet121-a639ec97.pth",
+                        "densenet169": "densenet169-b2777c0a.pth",
+                        "densenet201": "densenet201-c1103571.pth"}
+
+
+def _zoo2_sources() -> dict[tuple[str, str], Source]:
+  """DenseNet, ResNetV2/BiT, InceptionV3, Xception: each family's tables live in its own module."""
+  s = {}
+  for name in models.densenet.VARIANTS:
+    s[(name, "torchvision")] = Source(functools.partial(densenet.torchvision_table, name),
+                                      TORCHVISION + DENSENET_TORCHVISION[name], "torchvision DenseNet")
+    s[(name, "keras")] = Source(_keras(functools.partial(densenet.keras_layers, name)),
+                                f"{KERAS}densenet/{name}_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                                "keras.applications DenseNet .h5")
+  return s
+
+
 def _sources() -> dict[tuple[str, str], Source]:
-  s = _zoo_sources()
+  s = _zoo_sources() | _zoo2_sources()
   for k in range(5):
     name = f"efficientnet_lite{k}"
     if k <= 2:
