@@ -14,7 +14,8 @@ import numpy as np
 
 from tl_jax import models
 from tl_jax.models import resnet, vgg
-from tl_jax.weights import convnext, densenet, efficientnet_lite, formats, keras, regnet, timm, torchvision
+from tl_jax.weights import (convnext, densenet, efficientnet_lite, formats, keras, regnet, resnetv2,
+                            timm, torchvision)
 from tl_jax.weights.mapping import Table, apply_mapping
 from tl_jax.weights.merge import merge
 
@@ -145,6 +146,7 @@ def _zoo_sources() -> dict[tuple[str, str], Source]:
   return s
 
 
+BIT = "https://storage.googleapis.com/bit_models/"
 DENSENET_TORCHVISION = {"densenet121": "densenet121-a639ec97.pth",
                         "densenet169": "densenet169-b2777c0a.pth",
                         "densenet201": "densenet201-c1103571.pth"}
@@ -159,6 +161,17 @@ def _zoo2_sources() -> dict[tuple[str, str], Source]:
     s[(name, "keras")] = Source(_keras(functools.partial(densenet.keras_layers, name)),
                                 f"{KERAS}densenet/{name}_weights_tf_dim_ordering_tf_kernels_notop.h5",
                                 "keras.applications DenseNet .h5")
+  for d in models.resnetv2.DEPTHS:
+    s[(f"keras_resnet{d}v2", "keras")] = Source(
+        _keras(functools.partial(resnetv2.keras_layers, d)),
+        f"{KERAS}resnet/resnet{d}v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "keras.applications ResNetV2 .h5")
+  for name, (d, w) in models.BIT_VARIANTS.items():
+    s[(name, "big_transfer")] = Source(
+        _fixed(resnetv2.bit_npz_table, d, w), f"{BIT}BiT-M-R{d}x{w}.npz",
+        f"big_transfer BiT-M (ImageNet-21k) .npz; BiT-M-R{d}x{w}-ILSVRC2012.npz is the ImageNet-1k fine-tune")
+    s[(name, "timm")] = Source(_fixed(resnetv2.timm_table, d, w),
+                               TIMM.format(f"resnetv2_{d}x{w}_bit.goog_in21k"), "timm resnetv2_*_bit")
   return s
 
 
