@@ -14,7 +14,9 @@ from tl_jax.data import in_package
 @pytest.mark.parametrize("name, size", [("resnet18", 16), ("vgg11_bn", 32), ("mobilenet_v2", 16),
                                         ("efficientnet_lite0", 16),
                                         pytest.param("regnet_y_400mf", 32, marks=pytest.mark.slow),
-                                        pytest.param("convnext_tiny", 32, marks=pytest.mark.slow)])
+                                        pytest.param("convnext_tiny", 32, marks=pytest.mark.slow),
+                                        pytest.param("densenet121", 32, marks=pytest.mark.slow),
+                                        pytest.param("bit_m_r50x1", 32, marks=pytest.mark.slow)])
 def test_family_trains(name, size, quickstart_config, tmp_path):
   cfg = quickstart_config
   cfg.unlock()

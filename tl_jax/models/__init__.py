@@ -7,7 +7,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from tl_jax.models import convnext, densenet, efficientnet, regnet, resnet, resnetv2, vgg
+from tl_jax.models import (convnext, densenet, efficientnet, inception, regnet, resnet, resnetv2, vgg,
+                           xception)
 from tl_jax.models.classifier import Classifier
 
 # Input normalisation on the [0, 255] scale, per RGB channel.
@@ -120,6 +121,14 @@ REGISTRY: dict[str, ModelInfo] = {
     **{name: _densenet(name) for name in densenet.VARIANTS},
     **{f"keras_resnet{d}v2": _resnetv2(d, 1, "keras") for d in resnetv2.DEPTHS},
     **{name: _resnetv2(d, w, "bit") for name, (d, w) in BIT_VARIANTS.items()},
+    # Native 299 px. torchvision's transform_input maps its ImageNet normalisation to x / 127.5 - 1,
+    # what Keras' "tf" preprocess_input computes; dropout 0.5 before the head in both.
+    "inception_v3": ModelInfo(functools.partial(inception.InceptionV3, arch="torchvision"), 299, 0.5,
+                              HALF, HALF, False, "torchvision"),
+    "keras_inception_v3": ModelInfo(functools.partial(inception.InceptionV3, arch="keras"), 299, 0.0,
+                                    HALF, HALF, False, "keras"),
+    # Keras' layout (SAME max-pools, separable convs); native 299 px, "tf" preprocess_input.
+    "keras_xception": ModelInfo(xception.Xception, 299, 0.0, HALF, HALF, False, "keras"),
 }
 
 

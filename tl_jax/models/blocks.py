@@ -62,19 +62,23 @@ class ConvBNAct(nn.Module):
   """
 
   features: int
-  kernel: int
+  kernel: int | tuple[int, int]  # (kh, kw) for rectangular kernels (Inception's 1x7)
   stride: int
   norm: Any
   act: str = "relu6"
   dtype: Any = jnp.float32
-  padding: str = "SAME"
+  padding: str = "SAME"  # a conv_padding convention, or "VALID"
   groups: int = 1
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    k, s = self.kernel, self.stride
-    pads = [conv_padding(self.padding, n, k, s) for n in x.shape[1:3]]
-    x = Conv(self.features, (k, k), (s, s), padding=pads, use_bias=False,
+    kh, kw = (self.kernel, self.kernel) if isinstance(self.kernel, int) else self.kernel
+    s = self.stride
+    if self.padding == "VALID":
+      pads = [(0, 0), (0, 0)]
+    else:
+      pads = [conv_padding(self.padding, n, k, s) for n, k in zip(x.shape[1:3], (kh, kw))]
+    x = Conv(self.features, (kh, kw), (s, s), padding=pads, use_bias=False,
              feature_group_count=self.groups, dtype=self.dtype, name="conv")(x)
     return activation(self.act)(self.norm(name="bn")(x, not train))
 

@@ -14,8 +14,8 @@ import numpy as np
 
 from tl_jax import models
 from tl_jax.models import resnet, vgg
-from tl_jax.weights import (convnext, densenet, efficientnet_lite, formats, keras, regnet, resnetv2,
-                            timm, torchvision)
+from tl_jax.weights import (convnext, densenet, efficientnet_lite, formats, inception, keras, regnet,
+                            resnetv2, timm, torchvision, xception)
 from tl_jax.weights.mapping import Table, apply_mapping
 from tl_jax.weights.merge import merge
 
@@ -172,6 +172,15 @@ def _zoo2_sources() -> dict[tuple[str, str], Source]:
         f"big_transfer BiT-M (ImageNet-21k) .npz; BiT-M-R{d}x{w}-ILSVRC2012.npz is the ImageNet-1k fine-tune")
     s[(name, "timm")] = Source(_fixed(resnetv2.timm_table, d, w),
                                TIMM.format(f"resnetv2_{d}x{w}_bit.goog_in21k"), "timm resnetv2_*_bit")
+  s[("inception_v3", "torchvision")] = Source(_fixed(inception.torchvision_table),
+                                              TORCHVISION + "inception_v3_google-0cc3c7bd.pth",
+                                              "torchvision Inception-v3")
+  s[("keras_inception_v3", "keras")] = Source(
+      inception.keras_table, f"{KERAS}inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+      "keras.applications InceptionV3 .h5")
+  s[("keras_xception", "keras")] = Source(
+      xception.keras_table, f"{KERAS}xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+      "keras.applications Xception .h5")
   return s
 
 
