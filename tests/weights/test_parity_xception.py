@@ -5,4 +5,4 @@ from keras_parity import keras_check
 
 
 def test_xception_keras_parity(tmp_path):
-  keras_check("keras_xception", "Xception", "xception", "avg_pool", tmp_path, size=75)
+  keras_check("keras_xception", "Xception", "xception", "avg_pool", tmp_path, size=75, he=True)
