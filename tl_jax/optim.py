@@ -169,10 +169,16 @@ OPTIMIZERS = {"adam": optax.adam, "adamw": optax.adamw, "sgd": optax.sgd}
 
 
 def schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
-  """Linear warm-up, then cosine decay to 0 (``cfg.schedule='cosine'``) or constant."""
+  """Linear warm-up, then cosine decay to 0 (``cfg.schedule='cosine'``), constant, or
+  ``'staircase'``: lr / 10 after each step in ``cfg.boundaries`` (counted from the start, BiT)."""
   warmup = int(cfg.get("warmup_steps", 0))
   if cfg.get("schedule", "cosine") == "constant":
     main = optax.constant_schedule(cfg["lr"])
+  elif cfg.get("schedule") == "staircase":
+    # big_transfer's get_lr divides once step > boundary, optax once count >= its boundary; the
+    # joined schedule counts from the end of the warm-up.
+    main = optax.piecewise_constant_schedule(
+        cfg["lr"], {int(b) - warmup + 1: 0.1 for b in cfg.get("boundaries", ())})
   else:
     main = optax.cosine_decay_schedule(cfg["lr"], max(total_steps - warmup, 1))
   if not warmup:

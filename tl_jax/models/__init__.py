@@ -7,7 +7,8 @@ from typing import Any
 
 import jax.numpy as jnp
 
-from tl_jax.models import convnext, efficientnet, regnet, resnet, vgg
+from tl_jax.models import (convnext, densenet, efficientnet, inception, regnet, resnet, resnetv2, vgg,
+                           xception)
 from tl_jax.models.classifier import Classifier
 
 # Input normalisation on the [0, 255] scale, per RGB channel.
@@ -74,6 +75,23 @@ def _convnext(name: str) -> ModelInfo:
                    TORCHVISION_STD, False, "timm" if name == "convnext_xlarge" else "torchvision")
 
 
+def _densenet(name: str) -> ModelInfo:
+  # torchvision and Keras ("torch" preprocess_input) both normalise with the ImageNet mean/std.
+  return ModelInfo(functools.partial(densenet.DenseNet, variant=name), 224, 0.0, TORCHVISION_MEAN,
+                   TORCHVISION_STD, False, "torchvision")
+
+
+# BiT's published variants: (depth, width factor).
+BIT_VARIANTS = {f"bit_m_r{d}x{w}": (d, w) for d, w in ((50, 1), (50, 3), (101, 1), (101, 3), (152, 2),
+                                                         (152, 4))}
+
+
+def _resnetv2(depth: int, width: int, arch: str) -> ModelInfo:
+  # Keras' ResNetV2 ("tf" preprocess_input) and BiT both see x / 127.5 - 1.
+  backbone = functools.partial(resnetv2.ResNetV2, depth=depth, width_factor=width, arch=arch)
+  return ModelInfo(backbone, 224, 0.0, HALF, HALF, False, "keras" if arch == "keras" else "big_transfer")
+
+
 REGISTRY: dict[str, ModelInfo] = {
     **{name: _inverted_residual(name, efficientnet.TF, HALF, HALF, "lukemelas")
        for name in efficientnet.LITE_NAMES},
@@ -116,6 +134,17 @@ REGISTRY: dict[str, ModelInfo] = {
                                              "keras", variant="mobilenet_v2"),
     **{name: _regnet(name) for name in regnet.VARIANTS},
     **{name: _convnext(name) for name in convnext.VARIANTS},
+    **{name: _densenet(name) for name in densenet.VARIANTS},
+    **{f"keras_resnet{d}v2": _resnetv2(d, 1, "keras") for d in resnetv2.DEPTHS},
+    **{name: _resnetv2(d, w, "bit") for name, (d, w) in BIT_VARIANTS.items()},
+    # Native 299 px. torchvision's transform_input maps its ImageNet normalisation to x / 127.5 - 1,
+    # what Keras' "tf" preprocess_input computes; dropout 0.5 before the head in both.
+    "inception_v3": ModelInfo(functools.partial(inception.InceptionV3, arch="torchvision"), 299, 0.5,
+                              HALF, HALF, False, "torchvision"),
+    "keras_inception_v3": ModelInfo(functools.partial(inception.InceptionV3, arch="keras"), 299, 0.0,
+                                    HALF, HALF, False, "keras"),
+    # Keras' layout (SAME max-pools, separable convs); native 299 px, "tf" preprocess_input.
+    "keras_xception": ModelInfo(xception.Xception, 299, 0.0, HALF, HALF, False, "keras"),
 }
 
 

@@ -1,4 +1,5 @@
-"""Blocks shared by the backbone families: activations, conv-norm-act, squeeze-excite, stochastic depth.
+"""Blocks shared by the backbone families: activations, conv-norm-act, squeeze-excite, stochastic
+depth, GroupNorm and weight-standardised convolution.
 
 Each block takes explicit widths from the family that uses it (timm
 ``_efficientnet_blocks.py``): EfficientNet's squeeze-excite reduces from the
@@ -21,7 +22,8 @@ import jax.numpy as jnp
 
 from tl_jax.models.layers import Conv, DropPath, conv_padding
 
-__all__ = ["ACTIVATIONS", "activation", "ConvBNAct", "SqueezeExcite", "DropPath"]
+__all__ = ["ACTIVATIONS", "activation", "ConvBNAct", "SqueezeExcite", "DropPath", "GroupNorm",
+           "StdConv"]
 
 
 def _identity(x):
@@ -60,19 +62,23 @@ class ConvBNAct(nn.Module):
   """
 
   features: int
-  kernel: int
+  kernel: int | tuple[int, int]  # (kh, kw) for rectangular kernels (Inception's 1x7)
   stride: int
   norm: Any
   act: str = "relu6"
   dtype: Any = jnp.float32
-  padding: str = "SAME"
+  padding: str = "SAME"  # a conv_padding convention, or "VALID"
   groups: int = 1
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    k, s = self.kernel, self.stride
-    pads = [conv_padding(self.padding, n, k, s) for n in x.shape[1:3]]
-    x = Conv(self.features, (k, k), (s, s), padding=pads, use_bias=False,
+    kh, kw = (self.kernel, self.kernel) if isinstance(self.kernel, int) else self.kernel
+    s = self.stride
+    if self.padding == "VALID":
+      pads = [(0, 0), (0, 0)]
+    else:
+      pads = [conv_padding(self.padding, n, k, s) for n, k in zip(x.shape[1:3], (kh, kw))]
+    x = Conv(self.features, (kh, kw), (s, s), padding=pads, use_bias=False,
              feature_group_count=self.groups, dtype=self.dtype, name="conv")(x)
     return activation(self.act)(self.norm(name="bn")(x, not train))
 
@@ -98,3 +104,37 @@ class SqueezeExcite(nn.Module):
     s = activation(self.act)(s)
     s = Conv(x.shape[-1], (1, 1), dtype=self.dtype, name="expand")(s)
     return x * activation(self.gate)(s)
+
+
+class GroupNorm(nn.GroupNorm):
+  """``nn.GroupNorm`` called like ``BatchNorm``: ``norm(x, use_running_average)``.
+
+  GroupNorm has no running statistics, so the flag changes nothing; taking it
+  lets a family pass either norm to one builder (ResNetV2 and BiT).
+  """
+
+  # Two-pass variance, as BatchNorm here: E[x^2]-E[x]^2 cancels on flat inputs.
+  use_fast_variance: bool = False
+
+  def __call__(self, x, use_running_average: bool | None = None):
+    del use_running_average
+    return super().__call__(x)
+
+
+def standardize(w: jnp.ndarray, axis, epsilon: float) -> jnp.ndarray:
+  """Zero mean, unit variance over ``axis`` (the fan-in of each output channel)."""
+  w = w - jnp.mean(w, axis=axis, keepdims=True)
+  return w / jnp.sqrt(jnp.mean(jnp.square(w), axis=axis, keepdims=True) + epsilon)
+
+
+class StdConv(Conv):
+  """Weight-standardised convolution (Qiao et al., 2019; BiT), as big_vision ``models/bit.py``:
+  a subclass that standardises the kernel in ``param``, so its path stays ``<conv>/kernel``."""
+
+  epsilon: float = 1e-10
+
+  def param(self, name, *args, **kwargs):
+    p = super().param(name, *args, **kwargs)
+    if name == "kernel":
+      p = standardize(p.astype(jnp.float32), (0, 1, 2), self.epsilon)
+    return p

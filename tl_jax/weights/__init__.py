@@ -14,8 +14,8 @@ import numpy as np
 
 from tl_jax import models
 from tl_jax.models import resnet, vgg
-from tl_jax.weights import (convnext, download, efficientnet_lite, formats, keras, regnet, timm,
-                            torchvision)
+from tl_jax.weights import (convnext, densenet, download, efficientnet_lite, formats, inception, keras,
+                            regnet, resnetv2, timm, torchvision, xception)
 from tl_jax.weights.mapping import Table, apply_mapping
 from tl_jax.weights.merge import merge
 
@@ -209,8 +209,46 @@ def _zoo_sources() -> dict[tuple[str, str], Source]:
   return s
 
 
+BIT = "https://storage.googleapis.com/bit_models/"
+DENSENET_TORCHVISION = {"densenet121": "densenet121-a639ec97.pth",
+                        "densenet169": "densenet169-b2777c0a.pth",
+                        "densenet201": "densenet201-c1103571.pth"}
+
+
+def _zoo2_sources() -> dict[tuple[str, str], Source]:
+  """DenseNet, ResNetV2/BiT, InceptionV3, Xception: each family's tables live in its own module."""
+  s = {}
+  for name in models.densenet.VARIANTS:
+    s[(name, "torchvision")] = Source(functools.partial(densenet.torchvision_table, name),
+                                      TORCHVISION + DENSENET_TORCHVISION[name], "torchvision DenseNet")
+    s[(name, "keras")] = Source(_keras(functools.partial(densenet.keras_layers, name)),
+                                f"{KERAS}densenet/{name}_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                                "keras.applications DenseNet .h5")
+  for d in models.resnetv2.DEPTHS:
+    s[(f"keras_resnet{d}v2", "keras")] = Source(
+        _keras(functools.partial(resnetv2.keras_layers, d)),
+        f"{KERAS}resnet/resnet{d}v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "keras.applications ResNetV2 .h5")
+  for name, (d, w) in models.BIT_VARIANTS.items():
+    s[(name, "big_transfer")] = Source(
+        _fixed(resnetv2.bit_npz_table, d, w), f"{BIT}BiT-M-R{d}x{w}.npz",
+        f"big_transfer BiT-M (ImageNet-21k) .npz; BiT-M-R{d}x{w}-ILSVRC2012.npz is the ImageNet-1k fine-tune")
+    s[(name, "timm")] = Source(_fixed(resnetv2.timm_table, d, w),
+                               TIMM.format(f"resnetv2_{d}x{w}_bit.goog_in21k"), "timm resnetv2_*_bit")
+  s[("inception_v3", "torchvision")] = Source(_fixed(inception.torchvision_table),
+                                              TORCHVISION + "inception_v3_google-0cc3c7bd.pth",
+                                              "torchvision Inception-v3")
+  s[("keras_inception_v3", "keras")] = Source(
+      inception.keras_table, f"{KERAS}inception_v3/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5",
+      "keras.applications InceptionV3 .h5")
+  s[("keras_xception", "keras")] = Source(
+      xception.keras_table, f"{KERAS}xception/xception_weights_tf_dim_ordering_tf_kernels_notop.h5",
+      "keras.applications Xception .h5")
+  return s
+
+
 def _sources() -> dict[tuple[str, str], Source]:
-  s = _zoo_sources()
+  s = _zoo_sources() | _zoo2_sources()
   for k in range(5):
     name = f"efficientnet_lite{k}"
     if k <= 2:

@@ -1,4 +1,4 @@
-"""Weight files by extension: PyTorch, safetensors, Keras .h5, and tl_jax's converted msgpack.
+"""Weight files by extension: PyTorch, safetensors, Keras .h5, numpy .npz (BiT), and tl_jax's converted msgpack.
 
 A converted file (``scripts/convert_weights.py``) holds the already-mapped
 ``{'params/...': array}`` dict plus the model and source it was made for, so
@@ -15,7 +15,7 @@ from tl_jax.weights import h5, pth
 CONVERTED_SUFFIX = ".msgpack"
 SUFFIXES = {
     ".pth": "pytorch", ".pt": "pytorch", ".bin": "pytorch", ".safetensors": "safetensors",
-    ".h5": "keras", ".hdf5": "keras", CONVERTED_SUFFIX: "converted",
+    ".h5": "keras", ".hdf5": "keras", ".npz": "npz", CONVERTED_SUFFIX: "converted",
 }
 
 
@@ -38,10 +38,19 @@ def read_safetensors(path: str) -> dict[str, np.ndarray]:
     raise ValueError(f"Cannot read {path!r} as safetensors: {e}") from e
 
 
+def read_npz(path: str) -> dict[str, np.ndarray]:
+  """A numpy ``.npz`` archive (big_transfer's BiT files: ``resnet/block1/unit01/...``)."""
+  try:
+    with np.load(path, allow_pickle=False) as f:
+      return {k: f[k] for k in f.files}
+  except (OSError, ValueError) as e:
+    raise ValueError(f"Cannot read {path!r} as a numpy .npz archive: {e}") from e
+
+
 def read_source(path: str) -> dict[str, np.ndarray]:
-  """The raw ``{source key: array}`` of a PyTorch, safetensors or Keras file."""
+  """The raw ``{source key: array}`` of a PyTorch, safetensors, Keras or .npz file."""
   reader = {"pytorch": pth.load_state_dict, "safetensors": read_safetensors,
-            "keras": h5.read_keras_h5}.get(kind(path))
+            "keras": h5.read_keras_h5, "npz": read_npz}.get(kind(path))
   if reader is None:
     raise ValueError(f"{path!r} is a converted tl_jax file: read it with read_converted.")
   return reader(path)
