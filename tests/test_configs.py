@@ -26,15 +26,14 @@ def _parse(argv: list[str]) -> ml_collections.ConfigDict:
   """Parses ``argv`` with the flags its script defines, without running the script's main."""
   script = str(ROOT / argv[1])
   before = set(flags.FLAGS)
-  runpy.run_path(script, run_name="tl_jax_config_test")  # defines the flags; __main__ guard skips main
-  new = set(flags.FLAGS) - before
   try:
     with mock.patch.object(sys, "argv", [script, *argv[2:]]):  # config_flags reads overrides there
+      runpy.run_path(script, run_name="tl_jax_config_test")  # defines the flags; __main__ guard skips main
       flags.FLAGS(sys.argv)
     return flags.FLAGS["config"].value
   finally:
     flags.FLAGS.unparse_flags()
-    for name in new:
+    for name in set(flags.FLAGS) - before:  # the script's flags and config_flags' override flags
       delattr(flags.FLAGS, name)
 
 
@@ -58,9 +57,12 @@ def test_config_loads_locks_and_its_command_parses(name, monkeypatch):
   assert re.search(r"[Ee]xpected|accuracy|%", doc), f"configs/{name}.py: the docstring gives no expected result"
   monkeypatch.chdir(ROOT)  # the documented commands run from the repository root
   for argv in commands:
-    assert f"configs/{name}.py" in argv, argv
+    # ``--config configs/x.py`` or ``configs/x.py:ARG`` (the argument goes to get_config).
+    spec = next((a for a in argv if re.fullmatch(rf"configs/{name}\.py(:.+)?", a)), None)
+    assert spec, argv
+    expected = module.get_config(spec.split(":", 1)[1]) if ":" in spec else config
     parsed = _parse(argv)
-    assert parsed.to_dict() == _with_overrides(config, argv).to_dict()
+    assert parsed.to_dict() == _with_overrides(expected, argv).to_dict()
 
 
 def _with_overrides(config, argv):
