@@ -48,7 +48,7 @@ def test_config_applies_the_rule():
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   c = module.get_config("50000,32,32")
-  assert c.model.name == "bit_m_r50x1" and c.data.image_size == 128 and c.hyperrule.mixup_alpha == 0.1
+  assert c.model.name == "bit_m_r50x1" and c.data.image_size == 128 and c.hyperrule.mixup_alpha == 0.1 == c.mixup.alpha
   assert c.optim.warmup_steps == 500 and tuple(c.optim.boundaries) == (3000, 6000, 9000)
   assert c.train.batch_size == 512 and c.train.num_epochs * 50_000 >= 10_000 * 512
   assert np.allclose(c.augment.crop_scale, (0.64, 0.64)) and c.augment.horizontal_flip
