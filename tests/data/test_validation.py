@@ -106,13 +106,15 @@ def test_each_split_needs_a_batch(quickstart_config):
 
 
 def test_unknown_override_is_one_line_with_the_closest_keys():
-  argv = ["train.py", "--config=configs/quickstart.py", "--config.train.ema_decay=0.99"]
+  argv = ["train.py", "--config=configs/quickstart.py", "--config.train.ema_rate=0.99"]
   message = config_checks.unknown_override(argv, "configs/quickstart.py")
-  assert message.startswith("Unknown config key 'train.ema_decay'") and "the keys under train are" in message
+  assert message.startswith("Unknown config key 'train.ema_rate'") and "did you mean train.ema_decay" in message
+  far = config_checks.unknown_override(["x", "--config.train.zzzz=1"], "configs/quickstart.py")
+  assert "the keys under train are" in far, far
   assert "did you mean optim.lr?" in config_checks.unknown_override(["x", "--config.optim.lrr=1"], "configs/quickstart.py")
   assert "train.batch_size" in config_checks.unknown_override(["x", "--config.trian.batch_size", "3"],
                                                               "configs/quickstart.py")
   assert config_checks.unknown_override(["x", "--config.optim.lr=1"], "configs/quickstart.py") is None
-  out = subprocess.run([sys.executable, "scripts/train.py", "--config.train.ema_decay=0.99", "--workdir=/nonexistent"],
+  out = subprocess.run([sys.executable, "scripts/train.py", "--config.train.ema_rate=0.99", "--workdir=/nonexistent"],
                        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
   assert out.returncode == 2 and out.stderr.strip().splitlines() == [f"error: {message}"]
