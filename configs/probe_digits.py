@@ -24,7 +24,7 @@ def probe(**overrides) -> dict:
       models=tuple(LITE_TOP1), top1=dict(LITE_TOP1), features=("pre_logits",),
       images_per_class=(10, 50, 0), seeds=(0, 1, 2),
       l2_grid=dict(lo=1e-6, hi=1e2, num=17),  # penalty per training image, log-spaced
-      standardize=True, sklearn=True, tol=1e-4, max_iter=500,  # tol: max |gradient|, as sklearn
+      standardize=True, sklearn=True, sklearn_seeds=1, tol=1e-4, max_iter=500,  # tol: max |gradient|, as sklearn
       cache_dir="runs/feature_cache", batch_size=64, title="",
   ) | overrides
 

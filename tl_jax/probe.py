@@ -147,33 +147,35 @@ def _bucket(d: int) -> int:
 
 
 def protocol(train: Split, val: Split, test: Split, grid: np.ndarray, *, standardize: bool = True,
-             tol: float = 1e-4, max_iter: int = 500) -> ProbeResult:
+             tol: float = 1e-4, max_iter: int = 500, pad_rows: int = 0) -> ProbeResult:
   """Selects the penalty on ``val``, refits on train+val, returns the test accuracy (tl_jax's probe).
 
-  Both fits run on the rows of train+val (the selection gives val weight 0)
-  and sweep the whole grid, so they are two calls of one compiled program;
-  the refit's lane of the selected penalty is the one kept.
+  Both fits run on the rows of train+val (the selection gives val weight 0),
+  padded with weight-0 rows to ``pad_rows`` if that is more: runs on training
+  subsets of different sizes then share one compiled program (compiling costs
+  more than the fit at these sizes).
   """
   num_classes = _check(train, val, test)
   t0 = time.time()
   grid = np.asarray(grid, np.float32)
   x_all, y_all = np.concatenate([train[0], val[0]]), np.concatenate([train[1], val[1]]).astype(np.int32)
-  pad = _bucket(x_all.shape[1]) - x_all.shape[1]
-  widen = lambda z: np.pad(z, ((0, 0), (0, pad)))
-  in_train = (np.arange(len(y_all)) < len(train[1])).astype(np.float32)
+  cols = lambda z: np.pad(z, ((0, 0), (0, _bucket(z.shape[1]) - z.shape[1])))
+  extra = max(0, pad_rows - len(y_all))
+  rows = lambda z: np.pad(z, ((0, extra),) + ((0, 0),) * (z.ndim - 1))
+  in_train = rows((np.arange(len(y_all)) < len(train[1])).astype(np.float32))
+  is_real, y_all = rows(np.ones(len(y_all), np.float32)), rows(y_all)
   kw = dict(num_classes=num_classes, tol=tol, max_iter=max_iter)
   scale = standardizer(train[0], standardize)
-  params, it, gmax = fit_grid(widen(scale(x_all)), y_all, grid, in_train, **kw)
-  val_acc, val_ce = map(np.asarray, _scores(params, widen(scale(val[0])), val[1].astype(np.int32)))
+  params, it, gmax = fit_grid(rows(cols(scale(x_all))), y_all, grid, in_train, **kw)
+  val_acc, val_ce = map(np.asarray, _scores(params, cols(scale(val[0])), val[1].astype(np.int32)))
   best = _select(val_acc, val_ce)
   scale = standardizer(x_all, standardize)
-  params2, it2, gmax2 = fit_grid(widen(scale(x_all)), y_all, grid, np.ones_like(in_train), **kw)
-  params2 = jax.tree.map(lambda p: p[best:best + 1], params2)
-  test_acc, _ = _scores(params2, widen(scale(test[0])), test[1].astype(np.int32))
+  params2, it2, gmax2 = fit_grid(rows(cols(scale(x_all))), y_all, grid[best:best + 1], is_real, **kw)
+  test_acc, _ = _scores(params2, cols(scale(test[0])), test[1].astype(np.int32))
   test_acc = float(np.asarray(test_acc)[0])
-  gmax = np.append(np.asarray(gmax), np.asarray(gmax2)[best])
+  gmax = np.append(np.asarray(gmax), np.asarray(gmax2))
   return ProbeResult(float(grid[best]), test_acc, val_acc, grid, time.time() - t0,
-                     np.append(np.asarray(it), np.asarray(it2)[best]), bool((gmax <= tol).all()))
+                     np.append(np.asarray(it), np.asarray(it2)), bool((gmax <= tol).all()))
 
 
 def sklearn_protocol(train: Split, val: Split, test: Split, grid: np.ndarray, *, standardize: bool = True,

@@ -11,7 +11,8 @@
   subsets (drawn from the fixed train split; the val and test splits never change);
 - ``l2_grid``: the penalties searched (``tl_jax.probe``), ``standardize``,
   ``sklearn``: also run scikit-learn's L-BFGS ``LogisticRegression`` with the
-  same selection (the check of tl_jax's probe), ``cache_dir``.
+  same selection (the check of tl_jax's probe) on the first ``sklearn_seeds``
+  seeds, ``cache_dir``.
 
 The backbone runs once per (data, model): the pooled features of every output
 are cached in ``cache_dir/<data key>/<model>/<split>.npz``; sweeps then cost
@@ -91,6 +92,25 @@ def cached_features(config, name: str, dataset: data_lib.Dataset | None = None,
   return out
 
 
+def _typed(row: dict[str, str]) -> dict[str, Any]:
+  """A row read back from probe_results.csv with its numbers and flags."""
+  out = {}
+  for k, v in row.items():
+    if v in ("", "None"):
+      out[k] = None
+    elif v in ("True", "False"):
+      out[k] = v == "True"
+    else:
+      try:
+        out[k] = int(v)
+      except ValueError:
+        try:
+          out[k] = float(v)
+        except ValueError:
+          out[k] = v
+  return out
+
+
 def subset(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
   """Positions of ``per_class`` training images of every class (all if 0).
 
@@ -124,6 +144,12 @@ def sweep(config, workdir: str, log=print) -> list[dict[str, Any]]:
   grid = probe.l2_grid(**dict(pcfg.l2_grid))
   os.makedirs(workdir, exist_ok=True)
   rows, dataset = [], None
+  done = {}  # runs of an interrupted sweep, read back (a rerun continues where it stopped)
+  path = os.path.join(workdir, "probe_results.csv")
+  if os.path.exists(path):
+    with open(path) as f:
+      for r in csv.DictReader(f):
+        done[(r["model"], r["feature"], int(r["train_images"]), int(r["seed"]))] = _typed(r)
   for name in pcfg.models:
     feats = cached_features(config, name, dataset, log=log)
     keys = feature_order(feats["train"][0]) if tuple(pcfg.features) == ("all",) else list(pcfg.features)
@@ -136,11 +162,17 @@ def sweep(config, workdir: str, log=print) -> list[dict[str, Any]]:
       for seed in (pcfg.seeds if per_class else pcfg.seeds[:1]):  # all images: one subset, one seed
         idx = subset(ytr, per_class, config.data.seed + 2 + seed)
         for key in keys:
+          if (name, key, len(idx), seed) in done:
+            rows.append(done[(name, key, len(idx), seed)])
+            continue
           split = lambda s: (feats[s][0][key], feats[s][1])
           train = (feats["train"][0][key][idx], ytr[idx])
           kw = dict(standardize=pcfg.standardize, tol=pcfg.tol, max_iter=pcfg.max_iter)
-          ours = probe.protocol(train, split("val"), split("test"), grid, **kw)
-          ref = probe.sklearn_protocol(train, split("val"), split("test"), grid, **kw) if pcfg.sklearn else None
+          ours = probe.protocol(train, split("val"), split("test"), grid, **kw,
+                                pad_rows=len(ytr) + len(feats["val"][1]))  # one shape for all sizes
+          # The reference is the slow part: it runs on the first ``sklearn_seeds`` seeds only.
+          check = pcfg.sklearn and seed in tuple(pcfg.seeds)[:pcfg.get("sklearn_seeds", len(pcfg.seeds))]
+          ref = probe.sklearn_protocol(train, split("val"), split("test"), grid, **kw) if check else None
           rows.append({
               "model": name, "imagenet_top1": dict(pcfg.top1).get(name), "feature": key,
               "dim": train[0].shape[1], "images_per_class": per_class or len(idx) // len(np.unique(ytr)),
