@@ -13,7 +13,9 @@ features stay general). On your own data and model, one command::
 
 (``folder``: ``root/<class>/<image>``; test and val held out by
 ``data.test_fraction`` / ``data.val_fraction``). Writes probe_results.md and
-probe_vs_cut_point.png. Results: BENCHMARKS.md, "Linear probe per stage".
+probe_vs_cut_point.png. Expected test accuracy at 10 images per class (3
+seeds): stem ~67%, stage4 ~82%, stage7 ~91%, pre_logits ~88%. Results:
+BENCHMARKS.md, "Linear probe per stage".
 """
 
 import ml_collections

@@ -221,19 +221,26 @@ def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> 
     writer = csv.DictWriter(f, FIELDS)
     writer.writeheader()
     writer.writerows(rows)
-  ours, ref = aggregate(rows), aggregate(rows, "sklearn_test_accuracy")
+  ours = aggregate(rows)
   sizes = list(dict.fromkeys(r["images_per_class"] for r in rows))
   lines = ["| model | ImageNet top-1 | feature | " + " | ".join(f"{s}/class" for s in sizes)
            + " | tl_jax s | sklearn s |", "|---" * (len(sizes) + 5) + "|"]
   for model, feature in dict.fromkeys((r["model"], r["feature"]) for r in rows):
     mine = [r for r in rows if (r["model"], r["feature"]) == (model, feature)]
-    cells = [_cell(ours.get((model, feature, s))) + (f" (sk {_cell(ref[(model, feature, s)])})"
-                                                    if (model, feature, s) in ref else "") for s in sizes]
+    cells = [_cell(ours.get((model, feature, s))) for s in sizes]
     sk = sum(r["sklearn_wall_s"] or 0 for r in mine)
     lines.append(f"| {model} | {mine[0]['imagenet_top1'] or ''} | {feature} | " + " | ".join(cells)
                  + f" | {sum(r['wall_s'] for r in mine):.0f} | {f'{sk:.0f}' if sk else ''} |")
+  checks = [r for r in rows if r["sklearn_test_accuracy"] is not None]
+  if checks:  # the same runs (features, subset, grid, selection) with both implementations
+    lines += ["", "| model | feature | images/class | seed | tl_jax test % (l2) | sklearn test % (l2) | "
+              "difference | tl_jax s | sklearn s |", "|---" * 9 + "|"]
+    lines += [f"| {r['model']} | {r['feature']} | {r['images_per_class']} | {r['seed']} | "
+              f"{100 * r['test_accuracy']:.1f} ({r['l2']:.0e}) | {100 * r['sklearn_test_accuracy']:.1f} "
+              f"({r['sklearn_l2']:.0e}) | {100 * (r['test_accuracy'] - r['sklearn_test_accuracy']):+.1f} | "
+              f"{r['wall_s']:.0f} | {r['sklearn_wall_s']:.0f} |" for r in checks]
   with open(os.path.join(workdir, "probe_results.md"), "w") as f:
-    f.write(f"Test accuracy (%), tl_jax's probe (sk: scikit-learn's), mean ± std over seeds\n\n"
+    f.write("Test accuracy (%) of tl_jax's probe, mean ± std over seeds; then the scikit-learn check\n\n"
             + "\n".join(lines) + "\n")
   label = lambda s, model="": (f"{model} " if model else "") + f"{s}/class"
   models = list(dict.fromkeys(r["model"] for r in rows))
