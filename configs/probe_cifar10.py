@@ -5,8 +5,9 @@ r"""Kornblith et al. (2019) linear probe: EfficientNet-Lite0/1/2 (ImageNet weigh
 
 The split of configs/compare_cifar10.py (seed 0: 1,000 stratified test images,
 10% of the rest val, 3,677 train), the 32 px images upsampled to 224 px; the
-protocol of configs/probe_digits.py. Results: BENCHMARKS.md, "Linear probe
-(Kornblith protocol)".
+protocol of configs/probe_digits.py. Expected test accuracy with all 3,677
+training images: Lite0 90.0%, Lite1 89.1% (scikit-learn's: the same).
+Results: BENCHMARKS.md, "Linear probe (Kornblith et al. protocol)".
 """
 
 import ml_collections

@@ -8,7 +8,10 @@ regression with an L2 penalty chosen on the validation split from a log-spaced
 grid, refit on train+val, scored once on test; scikit-learn's L-BFGS
 ``LogisticRegression`` runs the same selection as the check. 10 and 50 images
 per class: 3 seeds (training subsets; val and test fixed); all: 1.
-Results: BENCHMARKS.md, "Linear probe (Kornblith protocol)".
+Expected test accuracy with all 1,132 training images: Lite0 95.9%, Lite1
+94.8%, Lite2 93.5% (scikit-learn's: the same); at 10/class 87.8 ± 2.1,
+84.7 ± 3.6, 88.7 ± 1.1%. Results: BENCHMARKS.md, "Linear probe (Kornblith
+et al. protocol)".
 """
 
 import ml_collections

@@ -27,14 +27,15 @@ def _parse(argv: list[str]) -> ml_collections.ConfigDict:
   script = str(ROOT / argv[1])
   before = set(flags.FLAGS)
   runpy.run_path(script, run_name="tl_jax_config_test")  # defines the flags; __main__ guard skips main
-  new = set(flags.FLAGS) - before
   try:
     with mock.patch.object(sys, "argv", [script, *argv[2:]]):  # config_flags reads overrides there
       flags.FLAGS(sys.argv)
     return flags.FLAGS["config"].value
   finally:
     flags.FLAGS.unparse_flags()
-    for name in new:
+    # After parsing: config_flags defines a flag per --config.a.b override, which a later
+    # command with the same override would define again.
+    for name in set(flags.FLAGS) - before:
       delattr(flags.FLAGS, name)
 
 
