@@ -33,6 +33,28 @@ def _pre_logits(apply_fn, params, batch_stats, images):
   return apply_fn({"params": params, "batch_stats": batch_stats}, images)[1]["pre_logits"]
 
 
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _pooled(apply_fn, params, batch_stats, images, keys):
+  features = apply_fn({"params": params, "batch_stats": batch_stats}, images)[1]
+  # Spatial maps (stem, stages) are global-average pooled like pre_logits.
+  return {k: features[k].mean(axis=(1, 2)) if features[k].ndim == 4 else features[k] for k in keys}
+
+
+def pooled_features(apply_fn, variables, split: data_lib.Split, batch_size: int,
+                    keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+  """The global-average-pooled ``features[k]`` of every image, per key ``k``, float32.
+
+  One forward pass serves every key (e.g. ``stem``, ``stage1..N``,
+  ``pre_logits``: the per-stage linear probes).
+  """
+  out = {k: [] for k in keys}
+  for b, n in data_lib.eval_batches(split, batch_size):
+    got = _pooled(apply_fn, variables["params"], variables.get("batch_stats", {}), b["image"], tuple(keys))
+    for k in keys:
+      out[k].append(np.asarray(got[k], np.float32)[:n])
+  return {k: np.concatenate(v) for k, v in out.items()}
+
+
 def extract(state, split: data_lib.Split, batch_size: int) -> data_lib.Split:
   """``split`` with its images replaced by the backbone's ``pre_logits`` (float32)."""
   # Module-level jit: every split (same padded batch shape) reuses one executable.

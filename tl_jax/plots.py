@@ -216,3 +216,37 @@ def plot_image_grid(images, titles: Sequence[str], path, *, columns: int = 6, ti
         fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_accuracy_lines(
+    series: Mapping[str, Sequence[tuple[float, float, float]]],
+    path,
+    *,
+    xlabel: str,
+    xticks: Sequence[tuple[float, str]] = (),
+    title: str = "",
+) -> str:
+    """Test accuracy (mean ± std error bars) against ``x``, one line per series.
+
+    Args:
+        series: label -> ``[(x, mean accuracy, std), ...]`` (accuracies in [0, 1]).
+        path: Output file.
+        xlabel: The x axis' label.
+        xticks: ``(x, label)`` tick labels (e.g. model names or cut points); default: numbers.
+        title: Optional figure title.
+    """
+    fig = _new_figure((6.5, 4.5))
+    ax = fig.add_subplot()
+    for label, pts in series.items():
+        pts = sorted(pts)
+        ax.errorbar([p[0] for p in pts], [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts],
+                    marker="o", capsize=3, label=label)
+    if xticks:
+        ax.set_xticks([t[0] for t in xticks], [t[1] for t in xticks], rotation=30, ha="right")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    return _save(fig, path)
