@@ -33,7 +33,9 @@ SAME_FAMILY_SUFFIXES = ("_fc",)
 # Variants tested in the default run beside their family's smallest because their blocks differ
 # from it (resnet50's bottleneck blocks are covered by keras_resnet50).
 EXTRA: tuple[str, ...] = ()
-SIZE_WORDS = {"tiny", "small", "base", "large", "huge", "s", "m", "l", "xl"}
+# Size words, smallest first: a family's representative is its smallest variant.
+SIZE_ORDER = ("tiny", "small", "s", "base", "m", "l", "large", "xl", "xlarge", "huge")
+SIZE_WORDS = set(SIZE_ORDER)
 # Per-leaf tolerance relative to the leaf's largest gradient. The two paths sum
 # the same products in other orders: each layer adds a few float32 eps (1.2e-7)
 # of relative error, which compounds over ~50 layers and through BatchNorm's
@@ -51,12 +53,21 @@ def family(name: str) -> str:
     return FAMILY_OVERRIDES[name]
   for suffix in SAME_FAMILY_SUFFIXES:
     name = name.removesuffix(suffix)
+  name = re.sub(r"_\d+(?:_\d+)?(mf|gf)$", "", name)  # RegNet sizes: regnet_x_400mf, regnet_x_1_6gf
+  name = re.sub(r"(_v2)_[sml]$", r"\1_b", name)  # EfficientNetV2-S/M/L belong with V2-B0..B3
   stem = re.sub(r"(?<![vV])\d+", "", name)
   return "_".join(t for t in stem.split("_") if t and t not in SIZE_WORDS)
 
 
 def _size_key(name: str):
-  return [int(t) for t in re.findall(r"\d+", name)], name
+  """Orders a family's variants small to large: RegNet by its FLOPs (400mf < 1_6gf), others by
+  the numbers in the name (resnet18 < resnet50), then by size word (tiny < small < base < large)."""
+  if m := re.search(r"(\d+(?:_\d+)?)(mf|gf)$", name):
+    numbers = [float(m[1].replace("_", ".")) * (1 if m[2] == "mf" else 1000)]
+  else:
+    numbers = [int(t) for t in re.findall(r"(?<![vV])\d+", name)]
+  words = [SIZE_ORDER.index(t) for t in name.split("_") if t in SIZE_WORDS]
+  return not numbers, numbers, words, name  # numbered variants first: V2-B0 before V2-S
 
 
 def representatives() -> list[str]:
