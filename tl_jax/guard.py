@@ -30,10 +30,17 @@ def all_finite(*trees: Any) -> jax.Array:
   return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
 
 
-def guarded(old_state, new_state, loss: jax.Array, grads: Any, *, skip: bool) -> tuple[Any, jax.Array]:
+def guarded(old_state, new_state, loss: jax.Array, *, skip: bool) -> tuple[Any, jax.Array]:
   """``(state, nonfinite)``: ``new_state``, or with ``skip`` and a non-finite step, ``old_state``'s
-  params, statistics and optimizer state (with the new step count)."""
-  ok = all_finite(loss, grads, new_state.params, new_state.batch_stats, new_state.opt_state)
+  params, statistics and optimizer state (with the new step count).
+
+  Gradients are checked through what they produce (the new params and optimizer
+  state): a non-finite gradient of a trained parameter makes its update
+  non-finite. Checking the raw gradients would make XLA compute those of
+  frozen parameters too, a whole backward pass through a frozen backbone
+  (tests/test_freezing.py counts the convolutions).
+  """
+  ok = all_finite(loss, new_state.params, new_state.batch_stats, new_state.opt_state)
   if skip:
     keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(ok, n, o), new, old)
     new_state = new_state.replace(params=keep(new_state.params, old_state.params),

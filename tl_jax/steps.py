@@ -49,7 +49,7 @@ def train_step(state: TrainState, batch: dict[str, jnp.ndarray], rng: jax.Array,
   grads, (loss, logits, batch_stats) = accumulate(functools.partial(_objective, state.apply_fn, loss_fn=loss_fn),
                                                   state.params, state.batch_stats, mixed, rng, grad_accum_steps)
   new_state = state.apply_gradients(grads=grads, batch_stats=batch_stats)
-  new_state, nonfinite = guard.guarded(state, new_state, loss, grads, skip=skip_nonfinite)
+  new_state, nonfinite = guard.guarded(state, new_state, loss, skip=skip_nonfinite)
   if ema_fn is not None:  # after the guard: a dropped update leaves the averages finite
     new_state = ema_fn(new_state)
   accuracy = jnp.mean(jnp.argmax(logits, -1) == mixing.dominant_labels(mixed))
