@@ -36,6 +36,9 @@ def test_convert_errors(tmp_path):
   src = weights.weight_file("efficientnet_lite0")
   with pytest.raises(ValueError, match=r"written as \.msgpack files"):
     weights.convert_file("efficientnet_lite0", src, str(tmp_path / "x.npz"))
+  (tmp_path / "w.onnx").write_bytes(b"")
+  with pytest.raises(ValueError, match=r"Unknown weight file type '\.onnx'"):
+    weights.load_pretrained("resnet18", path=str(tmp_path / "w.onnx"))
   (tmp_path / "w.npz").write_bytes(b"")
-  with pytest.raises(ValueError, match=r"Unknown weight file type '\.npz'"):
+  with pytest.raises(ValueError, match=r"Cannot read .*w\.npz.* as a numpy \.npz archive"):
     weights.load_pretrained("resnet18", path=str(tmp_path / "w.npz"))

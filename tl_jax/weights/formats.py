@@ -43,8 +43,9 @@ def read_npz(path: str) -> dict[str, np.ndarray]:
   try:
     with np.load(path, allow_pickle=False) as f:
       return {k: f[k] for k in f.files}
-  except (OSError, ValueError) as e:
-    raise ValueError(f"Cannot read {path!r} as a numpy .npz archive: {e}") from e
+  except (OSError, ValueError, EOFError) as e:  # an empty file raises EOFError
+    raise ValueError(f"Cannot read {path!r} as a numpy .npz archive ({e or type(e).__name__}): "
+                     "is the download complete?") from e
 
 
 def read_source(path: str) -> dict[str, np.ndarray]:
