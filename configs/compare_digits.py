@@ -41,7 +41,8 @@ def get_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.data = dict(name="digits", path="", image_size=32, test_fraction=0.3, val_fraction=0.1, seed=0,
                 train_per_class=0)
-  c.model = dict(name="efficientnet_lite0", dropout_rate=0.2, drop_path_rate=0.0, layer_impl="auto")
+  c.model = dict(name="efficientnet_lite0", dropout_rate=0.2, drop_path_rate=0.0, layer_impl="auto",
+                 bn_momentum=0.0)
   c.init = dict(pretrained=True, path="", source="", dont_load=("head/.*",))
   c.param_groups = dict(rules=(("head/.*", "head"), (".*", "backbone")))  # every strategy overrides
   c.optim = dict(name="adam", lr=1e-3, schedule="cosine", warmup_steps=0, kwargs={},

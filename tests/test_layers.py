@@ -96,3 +96,33 @@ def test_classifier_layer_impl_overrides_the_context():
 
   assert "feature_group_count=32" in jaxpr("native")  # the grouped depthwise conv of stage 1
   assert "feature_group_count=32" not in jaxpr(None)  # the context's shifted sum
+
+
+@pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0"])
+def test_bn_momentum_sets_every_batchnorm_update(name):
+  # Training mode updates each running mean as m * old + (1 - m) * batch mean: with the
+  # override every layer uses m, without it the family's own (0.9 torch, 0.99 TF weights).
+  x = jax.random.uniform(jax.random.key(0), (4, 32, 32, 3), maxval=255.0)
+  own = {"resnet18": 0.9, "efficientnet_lite0": 0.99}[name]
+  init = models.create(name, 3).init(jax.random.key(1), x)
+  for momentum, expected in ((0.0, own), (0.5, 0.5)):
+    model = models.create(name, 3, bn_momentum=momentum)
+    _, updated = model.apply(init, x, train=True, mutable=["batch_stats"],
+                             rngs={"dropout": jax.random.key(2)})
+    old = jax.tree.leaves_with_path(init["batch_stats"])
+    new = dict(jax.tree.leaves_with_path(updated["batch_stats"]))
+    means = [(new[p], v) for p, v in old if p[-1].key == "mean"]
+    assert len(means) > 10
+    # The initial means are 0, so new = (1 - m) * batch mean: new / (1 - m) must agree across m.
+    assert all(np.all(np.asarray(o) == 0.0) for _, o in means)
+    if momentum == 0.0:
+      base = [np.asarray(n) for n, _ in means]
+    else:
+      for (n, _), b in zip(means, base):
+        np.testing.assert_allclose(np.asarray(n) / (1 - expected), b / (1 - own), rtol=1e-4, atol=1e-5)
+
+
+def test_bn_momentum_must_be_a_fraction():
+  with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\).*model.bn_momentum"):
+    with layers.bn_momentum(1.5):
+      pass

@@ -39,7 +39,7 @@ def _model(config, num_classes: int, **kwargs):
   mcfg = config.model
   return models.create(mcfg.name, num_classes, dropout_rate=mcfg.dropout_rate, drop_path_rate=mcfg.drop_path_rate,
                        dtype=jnp.dtype(mcfg.get("dtype", "float32")), layer_impl=mcfg.get("layer_impl", "auto"),
-                       **kwargs)
+                       bn_momentum=mcfg.get("bn_momentum", 0.0), **kwargs)
 
 
 def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool = True, phase: int = 0):

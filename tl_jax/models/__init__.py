@@ -162,6 +162,7 @@ def create(
     frozen_bn: Set[str] = frozenset(),
     dtype: Any = jnp.float32,
     layer_impl: str | None = None,
+    bn_momentum: float = 0.0,
 ) -> Classifier:
   """Builds ``Classifier(backbone=name, head of num_classes)``.
 
@@ -174,6 +175,8 @@ def create(
     dtype: compute dtype (parameters stay float32).
     layer_impl: ``"auto"``, ``"native"`` or ``"cpu_routed"`` (``layers.impl``);
       ``None`` keeps the one set around the call.
+    bn_momentum: every BatchNorm's running-statistics momentum (Flax's: the
+      weight of the old value); 0 keeps the family's own (``layers.bn_momentum``).
   """
   if name not in REGISTRY:
     raise ValueError(f"Unknown model {name!r}; known models: {', '.join(names())}.")
@@ -182,4 +185,5 @@ def create(
                            dtype=dtype)
   rate = info.dropout_rate if dropout_rate is None else dropout_rate
   return Classifier(backbone=backbone, num_classes=num_classes, dropout_rate=rate, dtype=dtype,
-                    mean=info.mean, std=info.std, bgr=info.bgr, layer_impl=layer_impl)
+                    mean=info.mean, std=info.std, bgr=info.bgr, layer_impl=layer_impl,
+                    bn_momentum=bn_momentum)

@@ -20,6 +20,8 @@ class Classifier(nn.Module):
   no head and ``logits`` is ``pre_logits`` (timm's convention).
   ``layer_impl`` (``layers.IMPLS``) traces the backbone with that layer
   implementation; ``None`` keeps the one ``layers.impl`` sets around the call.
+  ``bn_momentum`` overrides every BatchNorm's running-statistics momentum
+  (``layers.bn_momentum``); 0 keeps the family's own.
   """
 
   backbone: nn.Module
@@ -30,6 +32,7 @@ class Classifier(nn.Module):
   std: tuple[float, float, float] = (1.0, 1.0, 1.0)
   bgr: bool = False
   layer_impl: str | None = None
+  bn_momentum: float = 0.0  # ``layers.bn_momentum``: 0 keeps each BatchNorm's own
 
   # Declared metadata: the path of the new head (tests check it against the tree).
   HEAD = "head"
@@ -47,7 +50,8 @@ class Classifier(nn.Module):
     x = (images.astype(self.dtype) - mean) / std
     if self.bgr:  # Caffe-trained weights (Keras ResNet/VGG) expect BGR
       x = x[..., ::-1]
-    with layers.impl(self.layer_impl) if self.layer_impl else contextlib.nullcontext():
+    with (layers.impl(self.layer_impl) if self.layer_impl else contextlib.nullcontext(),
+          layers.bn_momentum(self.bn_momentum)):
       features = self.backbone(x, train)
     return self.from_pre_logits(features["pre_logits"], train)[0], features
 

@@ -22,13 +22,15 @@ import jax.numpy as jnp
 from tl_jax.models.cpu_kernels import depthwise_pads, depthwise_shifted, im2col_conv
 from tl_jax.models.padding import conv_padding, same_padding
 
-__all__ = ["IMPLS", "impl", "routed", "BatchNorm", "DropPath", "Conv", "DepthwiseConv",
+__all__ = ["IMPLS", "impl", "routed", "bn_momentum", "BatchNorm", "DropPath", "Conv", "DepthwiseConv",
            "conv_general_dilated", "conv_padding", "same_padding", "depthwise_shifted"]
 
 IMPLS = ("auto", "native", "cpu_routed")
 # Part of jit's cache key: a function jitted under one implementation is traced
 # again under another, never silently reused.
 _IMPL = jax.make_user_context("auto")
+# 0.0 = each BatchNorm keeps the momentum its family gives it (that of the weights' framework).
+_BN_MOMENTUM = jax.make_user_context(0.0)
 
 
 def check_impl(name: str) -> str:
@@ -56,6 +58,22 @@ def routed() -> bool:
   return name == "cpu_routed" or (name == "auto" and jax.default_backend() == "cpu")
 
 
+@contextlib.contextmanager
+def bn_momentum(momentum: float):
+  """BatchNorm layers built inside the block use running-statistics ``momentum`` (Flax's:
+  the weight of the old value; torch's ``momentum=0.1`` is 0.9); 0 keeps each family's own.
+
+  A pretrained family's momentum is its framework's (0.99 for TF-trained weights), which
+  suits fine-tuning; a model trained from scratch for a few hundred steps needs a smaller
+  one, or its running statistics still describe the random init when it is evaluated.
+  ``model.bn_momentum`` in a config sets it.
+  """
+  if not 0.0 <= momentum < 1.0:
+    raise ValueError(f"BatchNorm momentum must be in [0, 1) (model.bn_momentum), got {momentum}.")
+  with _BN_MOMENTUM(float(momentum)):
+    yield
+
+
 class BatchNorm(nn.BatchNorm):
   """BatchNorm whose statistics can be frozen layer by layer.
 
@@ -71,6 +89,11 @@ class BatchNorm(nn.BatchNorm):
   # (e.g. white paper), and the error then depends on the reduction order, so
   # 1 and 8 devices would disagree.
   use_fast_variance: bool = False
+
+  def __post_init__(self):
+    if _BN_MOMENTUM.value:  # layers are built while their parent is traced, inside bn_momentum()
+      object.__setattr__(self, "momentum", _BN_MOMENTUM.value)
+    super().__post_init__()
 
   def __call__(self, x, use_running_average: bool | None = None, **kwargs):
     if "/".join(self.path) in self.frozen:
