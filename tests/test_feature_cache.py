@@ -67,3 +67,31 @@ def test_compare_sweep_smoke(tmp_path, load_config):
     assert os.path.getsize(tmp_path / name) > 0
   assert "| linear_probe |" in (tmp_path / "results.md").read_text()
   assert os.path.exists(tmp_path / "linear_probe" / "ipc10" / "feature_cache" / "train.npz")
+
+
+def test_compare_seeds_repeat_small_sizes_and_report_mean_std(tmp_path, load_config, monkeypatch):
+  # The bookkeeping only: each "run" reports an accuracy made of its seed and size.
+  calls = []
+
+  def fake_run(cfg, workdir):
+    calls.append((cfg.seed, cfg.data.train_per_class, workdir))
+    os.makedirs(workdir)
+    acc = 0.5 + 0.1 * (cfg.seed - 3) + cfg.data.train_per_class / 1000
+    return {"final_test_accuracy": acc, "best_val_accuracy": acc, "best_test_accuracy": acc}
+
+  monkeypatch.setattr(compare.trainer, "train_and_evaluate", fake_run)
+  cfg = load_config("compare_digits")
+  cfg.unlock()
+  cfg.seed = 3
+  cfg.compare.strategies = dict(scratch=cfg.compare.strategies["scratch"])
+  cfg.compare.images_per_class, cfg.compare.num_epochs = (10, 100), (1, 1)
+  cfg.compare.seeds, cfg.compare.seeds_up_to = (0, 1, 2), 50
+  rows = compare.sweep(cfg, str(tmp_path))
+  assert [(s, n) for s, n, _ in calls] == [(3, 10), (4, 10), (5, 10), (3, 100)]
+  assert [os.path.basename(w) for _, _, w in calls] == ["ipc10", "ipc10_seed1", "ipc10_seed2", "ipc100"]
+  assert [r["seed"] for r in rows] == [0, 1, 2, 0]
+  # seeds 3, 4, 5 at 10/class: 50 +- 8.2 points + 1; one run at 100/class
+  assert "| scratch | 61.0 ± 8.2% | 60.0% |" in (tmp_path / "results.md").read_text()
+  # A rerun reads the finished runs back instead of training again.
+  calls.clear()
+  assert compare.sweep(cfg, str(tmp_path)) == rows and calls == []

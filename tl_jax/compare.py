@@ -8,7 +8,10 @@ strategy runs at) and ``epochs_mult`` (a multiplier of the epochs). A phase
 start in ``(0, 1)`` (in an override's ``phases``) is a fraction of the run's
 steps. Each run is an ordinary ``train_and_evaluate`` in
 ``workdir/<strategy>/ipc<N>``; a run that finished before is read back, so a
-rerun of an interrupted sweep continues where it stopped.
+rerun of an interrupted sweep continues where it stopped. ``seeds`` (default
+``(0,)``) repeats every run at ``images_per_class <= seeds_up_to`` once per seed
+(``config.seed`` + that offset: initialisation, data order, augmentation; the
+split stays fixed) in ``ipc<N>_seed<S>``; tables show mean ± std over seeds.
 """
 
 import copy
@@ -24,8 +27,8 @@ import tqdm
 
 from tl_jax import data as data_lib, plots, trainer
 
-FIELDS = ("strategy", "images_per_class", "train_images", "steps", "test_accuracy", "best_val_accuracy",
-          "wall_s", "logreg_test_accuracy")
+FIELDS = ("strategy", "images_per_class", "seed", "train_images", "steps", "test_accuracy",
+          "best_val_accuracy", "best_test_accuracy", "wall_s", "logreg_test_accuracy")
 
 
 def run_config(config, overrides, per_class: int, num_epochs: int, train_images: int):
@@ -74,15 +77,18 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
   if len(sizes) != len(epochs):
     raise ValueError(f"compare.num_epochs {epochs} needs one entry per images_per_class {sizes}.")
   # Size-major: the small-data results, the point of the comparison, come first.
-  runs = [(name, n, e) for n, e in zip(sizes, epochs) for name in ccfg.strategies
-          if n in tuple(dict(ccfg.strategies[name]).get("images_per_class", sizes))]
+  seeds, up_to = tuple(ccfg.get("seeds", (0,))), ccfg.get("seeds_up_to", 50)
+  runs = [(name, n, e, seed) for n, e in zip(sizes, epochs) for name in ccfg.strategies
+          if n in tuple(dict(ccfg.strategies[name]).get("images_per_class", sizes))
+          for seed in (seeds if 0 < n <= up_to else seeds[:1])]
   dataset = data_lib.load(config.data)
   train_size = lambda per_class: per_class * dataset.num_classes or len(dataset.splits["train"])
   rows = []
-  for name, per_class, num_epochs in tqdm.tqdm(runs, desc="sweep", unit="run", dynamic_ncols=True):
-    run_dir = os.path.join(workdir, name, f"ipc{per_class or 'all'}")
+  for name, per_class, num_epochs, seed in tqdm.tqdm(runs, desc="sweep", unit="run", dynamic_ncols=True):
+    run_dir = os.path.join(workdir, name, f"ipc{per_class or 'all'}" + (f"_seed{seed}" if seed else ""))
     cfg, steps = run_config(config, ccfg.strategies[name], per_class, num_epochs,
                             train_size(per_class))
+    cfg.seed = config.seed + seed
     summary_path = os.path.join(run_dir, "summary.json")
     if os.path.exists(summary_path):
       with open(summary_path) as f:
@@ -95,12 +101,14 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
         json.dump(summary, f, indent=1)
     rows.append({
         "strategy": name, "images_per_class": per_class or train_size(0) // dataset.num_classes,
-        "train_images": train_size(per_class), "steps": steps,
+        "seed": seed, "train_images": train_size(per_class), "steps": steps,
         "test_accuracy": summary["final_test_accuracy"], "best_val_accuracy": summary["best_val_accuracy"],
+        "best_test_accuracy": summary["best_test_accuracy"],
         "wall_s": summary["wall_s"],
         "logreg_test_accuracy": logreg_accuracy(run_dir) if ccfg.get("logreg") else None,
     })
-    tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class: test accuracy {rows[-1]['test_accuracy']:.4f}")
+    tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class, seed {seed}: test accuracy "
+                    f"{rows[-1]['test_accuracy']:.4f} (best-val checkpoint {rows[-1]['best_test_accuracy']:.4f})")
     write_results(rows, workdir, title=ccfg.get("title", ""))  # after every run: partial sweeps count
   return rows
 
@@ -114,9 +122,19 @@ def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> 
   lines = ["| strategy | " + " | ".join(f"{s}/class" for s in sizes) + " | wall (s) |",
            "|---" * (len(sizes) + 2) + "|"]
   for name in dict.fromkeys(r["strategy"] for r in rows):
-    mine = {r["images_per_class"]: r for r in rows if r["strategy"] == name}
-    cells = [f"{100 * mine[s]['test_accuracy']:.1f}%" if s in mine else "" for s in sizes]
-    lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(r['wall_s'] for r in mine.values()):.0f} |")
+    mine = [r for r in rows if r["strategy"] == name]
+    cells = [accuracy_cell([r["test_accuracy"] for r in mine if r["images_per_class"] == s]) for s in sizes]
+    lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(r['wall_s'] for r in mine):.0f} |")
+  if any(r.get("seed") for r in rows):
+    lines.append("\nCells with several seeds: mean ± std (population) over seeds.")
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   plots.plot_accuracy_vs_data(rows, os.path.join(workdir, "accuracy_vs_images_per_class.png"), title=title)
+
+
+def accuracy_cell(accuracies: list[float]) -> str:
+  """``81.0%``, or ``52.3 ± 1.2%`` over seeds; "" for none."""
+  if not accuracies:
+    return ""
+  a = 100 * np.asarray(accuracies)
+  return f"{a[0]:.1f}%" if len(a) == 1 else f"{a.mean():.1f} ± {a.std():.1f}%"

@@ -162,13 +162,17 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], path) -> str:
 def plot_accuracy_vs_data(rows: Sequence[Mapping[str, Any]], path, *, title: str = "") -> str:
     """Test accuracy against training images per class, one line per strategy.
 
-    ``rows`` hold ``strategy``, ``images_per_class`` and ``test_accuracy``.
+    ``rows`` hold ``strategy``, ``images_per_class`` and ``test_accuracy``;
+    several rows of one (strategy, size) (seeds) plot as mean with a ±std bar.
     """
     fig = _new_figure((6.5, 4.5))
     ax = fig.add_subplot()
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
-        pts = sorted((r["images_per_class"], r["test_accuracy"]) for r in rows if r["strategy"] == strategy)
-        ax.plot([p[0] for p in pts], [100 * p[1] for p in pts], marker="o", label=strategy)
+        sizes = sorted({r["images_per_class"] for r in rows if r["strategy"] == strategy})
+        acc = [[100 * r["test_accuracy"] for r in rows if r["strategy"] == strategy
+                and r["images_per_class"] == n] for n in sizes]
+        ax.errorbar(sizes, [np.mean(a) for a in acc], yerr=[np.std(a) for a in acc], marker="o",
+                    capsize=3, label=strategy)
     ax.set_xscale("log")
     ax.set_xlabel("training images per class")
     ax.set_ylabel("test accuracy (%)")
