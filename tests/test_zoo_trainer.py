@@ -11,8 +11,10 @@ from tl_jax import trainer
 from tl_jax.data import in_package
 
 
-@pytest.mark.parametrize("name, size", [("resnet18", 16), ("vgg11_bn", 32), ("mobilenet_v2", 16),
-                                        ("efficientnet_lite0", 16),
+# Default run: one plain residual CNN and one inverted-residual one; the rest learn in the slow set.
+@pytest.mark.parametrize("name, size", [("resnet18", 16), ("efficientnet_lite0", 16),
+                                        pytest.param("vgg11_bn", 32, marks=pytest.mark.slow),
+                                        pytest.param("mobilenet_v2", 16, marks=pytest.mark.slow),
                                         pytest.param("regnet_y_400mf", 32, marks=pytest.mark.slow),
                                         pytest.param("convnext_tiny", 32, marks=pytest.mark.slow),
                                         # squeeze-excite, swish, hard-swish: slow on 2 CPU cores
