@@ -83,15 +83,20 @@ def test_compare_seeds_repeat_small_sizes_and_report_mean_std(tmp_path, load_con
   cfg = load_config("compare_digits")
   cfg.unlock()
   cfg.seed = 3
-  cfg.compare.strategies = dict(scratch=cfg.compare.strategies["scratch"])
+  cfg.compare.strategies = dict(scratch=cfg.compare.strategies["scratch"],
+                                chosen=dict(cfg.compare.strategies["scratch"], images_per_class=(100,)))
   cfg.compare.images_per_class, cfg.compare.num_epochs = (10, 100), (1, 1)
   cfg.compare.seeds, cfg.compare.seeds_up_to = (0, 1, 2), 50
   rows = compare.sweep(cfg, str(tmp_path))
   assert [(s, n) for s, n, _ in calls] == [(3, 10), (4, 10), (5, 10), (3, 100)]
   assert [os.path.basename(w) for _, _, w in calls] == ["ipc10", "ipc10_seed1", "ipc10_seed2", "ipc100"]
-  assert [r["seed"] for r in rows] == [0, 1, 2, 0]
+  # "chosen" has scratch's config: its 100/class row is scratch's run, not a second one.
+  assert [(r["strategy"], r["seed"]) for r in rows] == [("scratch", 0), ("scratch", 1), ("scratch", 2),
+                                                        ("chosen", 0), ("scratch", 0)]
+  assert rows[-1]["test_accuracy"] == rows[-2]["test_accuracy"]
   # seeds 3, 4, 5 at 10/class: 50 +- 8.2 points + 1; one run at 100/class
   assert "| scratch | 61.0 ± 8.2% | 60.0% |" in (tmp_path / "results.md").read_text()
+  assert "| chosen |  | 60.0% |" in (tmp_path / "results.md").read_text()
   # A rerun reads the finished runs back instead of training again.
   calls.clear()
   assert compare.sweep(cfg, str(tmp_path)) == rows and calls == []

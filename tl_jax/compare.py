@@ -12,6 +12,8 @@ rerun of an interrupted sweep continues where it stopped. ``seeds`` (default
 ``(0,)``) repeats every run at ``images_per_class <= seeds_up_to`` once per seed
 (``config.seed`` + that offset: initialisation, data order, augmentation; the
 split stays fixed) in ``ipc<N>_seed<S>``; tables show mean ± std over seeds.
+Two strategies whose runs have the same config (a trial, and the recipe chosen
+from it) share one run.
 """
 
 import copy
@@ -83,14 +85,17 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
           for seed in (seeds if 0 < n <= up_to else seeds[:1])]
   dataset = data_lib.load(config.data)
   train_size = lambda per_class: per_class * dataset.num_classes or len(dataset.splits["train"])
-  rows = []
+  rows, finished = [], {}  # the same run under two names (a trial and the recipe it chose) runs once
   for name, per_class, num_epochs, seed in tqdm.tqdm(runs, desc="sweep", unit="run", dynamic_ncols=True):
     run_dir = os.path.join(workdir, name, f"ipc{per_class or 'all'}" + (f"_seed{seed}" if seed else ""))
     cfg, steps = run_config(config, ccfg.strategies[name], per_class, num_epochs,
                             train_size(per_class))
     cfg.seed = config.seed + seed
     summary_path = os.path.join(run_dir, "summary.json")
-    if os.path.exists(summary_path):
+    same = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
+    if same in finished:
+      summary = finished[same]
+    elif os.path.exists(summary_path):
       with open(summary_path) as f:
         summary = json.load(f)
     else:
@@ -99,6 +104,7 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
       summary["wall_s"] = round(time.time() - t0, 1)
       with open(summary_path, "w") as f:
         json.dump(summary, f, indent=1)
+    finished[same] = summary
     rows.append({
         "strategy": name, "images_per_class": per_class or train_size(0) // dataset.num_classes,
         "seed": seed, "train_images": train_size(per_class), "steps": steps,
