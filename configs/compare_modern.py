@@ -31,6 +31,9 @@ VARIANTS = dict(
     modern_no_mixing=dict(_MODERN, mixup=dict(alpha=0.0, cutmix_alpha=0.0)),
     modern_no_randaugment=dict(_MODERN, randaugment=dict(policy="")),
     modern_no_ema=dict(_MODERN, train=dict(_MODERN["train"], ema_decay=0.0, best_by="raw")),
+    # The quickstart's backbone learning rate (a tenth of the head's), under the layer decay.
+    modern_backbone_lr_01=dict(_MODERN, param_groups=dict(_MODERN["param_groups"],
+                                                          backbone=dict(lr_mult=0.1, bn="batch"))),
     # BatchNorm statistics of 32 augmented images per step instead of ImageNet's (the quickstart's).
     modern_bn_running=dict(_MODERN, param_groups=dict(_MODERN["param_groups"],
                                                       backbone=dict(lr_mult=1.0, bn="running"))),
