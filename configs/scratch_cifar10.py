@@ -1,5 +1,10 @@
 r"""A scratch baseline that converged: EfficientNet-Lite0 from random init on the CIFAR-10 subset.
 
+  # 1. the trials (200 images per class); pick CHOSEN by their validation accuracy:
+  python scripts/compare.py --config configs/scratch_cifar10.py --workdir runs/scratch_cifar10 \
+      --config.data.path=../shared/data/cifar10_subset_train.npz \
+      "--config.compare.images_per_class=(200,)" "--config.compare.num_epochs=(12,)"
+  # 2. the chosen recipe at every size (the finished trials are read back):
   python scripts/compare.py --config configs/scratch_cifar10.py --workdir runs/scratch_cifar10 \
       --config.data.path=../shared/data/cifar10_subset_train.npz
 
