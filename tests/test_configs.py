@@ -1,5 +1,6 @@
 """Every config file loads, locks, derives from others by import, and its documented command parses."""
 
+import ast
 import importlib
 import pathlib
 import re
@@ -74,5 +75,6 @@ def _with_overrides(config, argv):
       node = config
       for p in path:
         node = node[p]
-      node[key] = type(node[key])(m[2])
+      old = node[key]
+      node[key] = ast.literal_eval(m[2]) if isinstance(old, (tuple, list)) else type(old)(m[2])
   return config
