@@ -13,9 +13,10 @@ whose ``scratch`` row (its transfer recipe: 2 epochs, BatchNorm momentum 0.99)
 is not a baseline: its running statistics still describe the random init when
 it is evaluated, so it predicts one class. Here:
 
-* ``trial_*``, at 200 images per class: learning rate, BatchNorm momentum and
-  augmentation, each run long enough to plateau on validation (accuracy every
-  few epochs; the checkpoint with the best validation accuracy is tested).
+* ``trial_*``, at 200 images per class: learning rate, BatchNorm momentum,
+  augmentation and schedule length (12 epochs, or 24: ``_x2``), one change at a
+  time from the first trial (validation accuracy every 2 epochs; the checkpoint
+  with the best validation accuracy is also tested).
   The transfer strategies of compare_cifar10 each got one fixed recipe; scratch
   gets these trials, so if anything the comparison favours scratch.
 * ``scratch``: the trial with the best validation accuracy (``CHOSEN``, picked by
@@ -41,6 +42,7 @@ TRIALS = {
     "trial_lr1e-3_m09_aug": _scratch(1e-3, 0.9, True),
     "trial_lr3e-3_m09_noaug": _scratch(3e-3, 0.9, False),
     "trial_lr3e-3_m099_aug": _scratch(3e-3, 0.99, True),  # the pretrained weights' own momentum
+    "trial_lr3e-3_m09_aug_x2": dict(_scratch(3e-3, 0.9, True), epochs_mult=2),  # twice the schedule
 }
 CHOSEN = "trial_lr3e-3_m09_aug"
 
