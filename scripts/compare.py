@@ -5,8 +5,9 @@ r"""Transfer vs. scratch: sweeps strategies x training-set sizes, writes a table
 Writes results.csv, results.md and accuracy_vs_images_per_class.png into the
 workdir (one run directory per strategy and size); rerun to continue a sweep.
 A config with a ``probe`` block (configs/probe_*.py) runs the Kornblith et al.
-linear-probe sweep instead (``tl_jax.probe_sweep``): probe_results.{csv,md}
-and plots.
+linear-probe sweep (``tl_jax.probe_sweep``): probe_results.{csv,md} and plots;
+with both blocks (configs/cut_points.py) the probe runs first, then the
+fine-tunes, then cut_points.{csv,md,png} puts them side by side.
 """
 
 import logging as std_logging
@@ -24,12 +25,18 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
   std_logging.getLogger("tl_jax").setLevel(std_logging.WARNING)
-  if "probe" in _CONFIG.value:
-    probe_sweep.sweep(_CONFIG.value, _WORKDIR.value)
-    print(open(f"{_WORKDIR.value}/probe_results.md").read())
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  probe_rows = None
+  if "probe" in config:
+    probe_rows = probe_sweep.sweep(config, workdir)
+    print(open(f"{workdir}/probe_results.md").read())
+  if "compare" not in config:
     return
-  compare.sweep(_CONFIG.value, _WORKDIR.value)
-  print(open(f"{_WORKDIR.value}/results.md").read())
+  rows = compare.sweep(config, workdir)
+  print(open(f"{workdir}/results.md").read())
+  if probe_rows is not None and config.compare.get("cut_points"):
+    compare.write_cut_points(probe_rows, rows, workdir, title=config.compare.get("title", ""))
+    print(open(f"{workdir}/cut_points.md").read())
 
 
 if __name__ == "__main__":

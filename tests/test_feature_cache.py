@@ -3,6 +3,7 @@
 import os
 
 import jax
+import pytest
 import numpy as np
 
 from tl_jax import compare, data as data_lib, feature_cache, steps, trainer
@@ -100,3 +101,39 @@ def test_compare_seeds_repeat_small_sizes_and_report_mean_std(tmp_path, load_con
   # A rerun reads the finished runs back instead of training again.
   calls.clear()
   assert compare.sweep(cfg, str(tmp_path)) == rows and calls == []
+
+
+def test_cut_point_sweep_pairs_each_probe_with_the_finetune_frozen_to_it(tmp_path, monkeypatch):
+  # configs/cut_points.py: one fine-tune per cut point, each freezing the first k units; the
+  # table puts the probe of a cut point's features beside the fine-tune frozen up to it.
+  from configs import cut_points
+  cfg = cut_points.get_config()
+  units = ["stem"] + [f"stage{i}" for i in range(1, 8)]
+  strategies = cfg.compare.strategies
+  assert set(strategies) == {"ft_frozen_to_none", *[f"ft_frozen_to_{u}" for u in units], "ft_frozen_to_pre_logits"}
+  assert [strategies[f"ft_frozen_to_{u}"].param_groups.preset.k for u in units] == list(range(1, 9))
+  assert strategies["ft_frozen_to_pre_logits"].param_groups.preset.name == "linear_probe"
+  assert cfg.probe.features == ("all",) and cfg.data.image_size == 224
+  assert cut_points.cut_units("resnet18") == ["stem", "stage1", "stage2", "stage3", "stage4"]
+  cfg.unlock()
+  cfg.data.image_size = 32  # only the fake runs below read the data
+  seen = []
+
+  def fake_run(run_cfg, workdir):
+    assert "probe" not in run_cfg and run_cfg.data.image_size == 160
+    seen.append(dict(run_cfg.param_groups.preset))
+    os.makedirs(workdir)
+    preset = run_cfg.param_groups.preset
+    acc = 0.9 - 0.05 * {"full": 0, "linear_probe": 9}.get(preset.name, preset.get("k"))
+    return {"final_test_accuracy": acc, "best_val_accuracy": acc, "best_test_accuracy": acc}
+
+  monkeypatch.setattr(compare.trainer, "train_and_evaluate", fake_run)
+  rows = compare.sweep(cfg, str(tmp_path))
+  assert sorted(p.get("k", 0) for p in seen) == [0, 0, *range(1, 9)]
+  probe_rows = [{"feature": f, "test_accuracy": 0.5 + 0.04 * i} for i, f in enumerate(units + ["pre_logits"])][::-1]
+  table = compare.write_cut_points(probe_rows, rows, str(tmp_path))
+  assert [r["cut_point"] for r in table] == ["none", *units, "pre_logits"]
+  assert table[0]["probe_test_accuracy"] is None and table[0]["finetune_test_accuracy"] == pytest.approx(0.9)
+  assert table[3]["probe_test_accuracy"] == pytest.approx(0.58) and table[3]["finetune_test_accuracy"] == pytest.approx(0.75)
+  assert "| stage2 | 58.0% | 75.0% |" in (tmp_path / "cut_points.md").read_text()
+  assert os.path.getsize(tmp_path / "cut_points.png") > 0

@@ -52,6 +52,20 @@ def test_presets_expand_to_rules(lite0_paths):
     strategies.rules({"preset": dict(name="full", k=3)}, lite0_paths)
 
 
+def test_freeze_first_k(lite0_paths):
+  everything = {"head", "stem", "top"} | {f"stage{i}" for i in range(1, 8)}
+  assert _trained(lite0_paths, dict(name="freeze_first_k", k=0)) == everything
+  assert _trained(lite0_paths, dict(name="freeze_first_k", k=1)) == everything - {"stem"}
+  assert _trained(lite0_paths, dict(name="freeze_first_k", k=4)) == everything - {"stem", "stage1", "stage2",
+                                                                                  "stage3"}
+  assert _trained(lite0_paths, dict(name="freeze_first_k", k=8)) == {"head", "top"}
+  with pytest.raises(ValueError, match="k=9 but the backbone has 8 units before its top"):
+    strategies.rules({"preset": dict(name="freeze_first_k", k=9)}, lite0_paths)
+  # stage1 must not match stage10+ nor the other way round: ResNets with many blocks, RegNets.
+  paths = [f"backbone/stage{i}/conv/kernel" for i in range(1, 12)] + ["head/kernel"]
+  assert _trained(paths, dict(name="freeze_first_k", k=1)) == {"head"} | {f"stage{i}" for i in range(2, 12)}
+
+
 def _paths(name):
   from tl_jax import models
   import jax.numpy as jnp

@@ -13,7 +13,9 @@ rerun of an interrupted sweep continues where it stopped. ``seeds`` (default
 (``config.seed`` + that offset: initialisation, data order, augmentation; the
 split stays fixed) in ``ipc<N>_seed<S>``; tables show mean ± std over seeds.
 Two strategies whose runs have the same config (a trial, and the recipe chosen
-from it) share one run.
+from it) share one run. ``cut_points=True`` (configs/cut_points.py), with a
+``probe`` block swept first by ``tl_jax.probe_sweep``: ``write_cut_points`` puts
+the probe of each cut point's features beside the fine-tune frozen up to it.
 """
 
 import copy
@@ -27,7 +29,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import data as data_lib, plots, trainer
+from tl_jax import data as data_lib, plots, probe_sweep, trainer
 
 FIELDS = ("strategy", "images_per_class", "seed", "train_images", "steps", "test_accuracy",
           "best_val_accuracy", "best_test_accuracy", "wall_s", "logreg_test_accuracy")
@@ -38,6 +40,8 @@ def run_config(config, overrides, per_class: int, num_epochs: int, train_images:
   cfg = copy.deepcopy(config)
   cfg.unlock()
   del cfg["compare"]
+  if "probe" in cfg:  # the probe half of a cut-point sweep: not a trainer setting
+    del cfg["probe"]
   overrides = ml_collections.ConfigDict(overrides).to_dict()
   overrides.pop("images_per_class", None)  # the sizes this strategy runs at
   num_epochs *= overrides.pop("epochs_mult", 1)  # cheap strategies (cached features) can train longer
@@ -86,18 +90,22 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
   dataset = data_lib.load(config.data)
   train_size = lambda per_class: per_class * dataset.num_classes or len(dataset.splits["train"])
   rows, finished = [], {}  # the same run under two names (a trial and the recipe it chose) runs once
-  for name, per_class, num_epochs, seed in tqdm.tqdm(runs, desc="sweep", unit="run", dynamic_ncols=True):
+  planned = []
+  for name, per_class, num_epochs, seed in runs:
     run_dir = os.path.join(workdir, name, f"ipc{per_class or 'all'}" + (f"_seed{seed}" if seed else ""))
-    cfg, steps = run_config(config, ccfg.strategies[name], per_class, num_epochs,
-                            train_size(per_class))
+    cfg, steps = run_config(config, ccfg.strategies[name], per_class, num_epochs, train_size(per_class))
     cfg.seed = config.seed + seed
+    planned.append((name, per_class, seed, run_dir, cfg, steps,
+                    json.dumps(cfg.to_dict(), sort_keys=True, default=str)))
+  for _, _, _, run_dir, _, _, same in planned:  # finished earlier, maybe under another name
+    if same not in finished and os.path.exists(os.path.join(run_dir, "summary.json")):
+      with open(os.path.join(run_dir, "summary.json")) as f:
+        finished[same] = json.load(f)
+  for name, per_class, seed, run_dir, cfg, steps, same in tqdm.tqdm(planned, desc="sweep", unit="run",
+                                                                     dynamic_ncols=True):
     summary_path = os.path.join(run_dir, "summary.json")
-    same = json.dumps(cfg.to_dict(), sort_keys=True, default=str)
     if same in finished:
       summary = finished[same]
-    elif os.path.exists(summary_path):
-      with open(summary_path) as f:
-        summary = json.load(f)
     else:
       t0 = time.time()
       summary = trainer.train_and_evaluate(cfg, run_dir)
@@ -144,3 +152,35 @@ def accuracy_cell(accuracies: list[float]) -> str:
     return ""
   a = 100 * np.asarray(accuracies)
   return f"{a[0]:.1f}%" if len(a) == 1 else f"{a.mean():.1f} ± {a.std():.1f}%"
+
+
+def write_cut_points(probe_rows: list[dict[str, Any]], rows: list[dict[str, Any]], workdir: str,
+                     title: str = "") -> list[dict[str, Any]]:
+  """cut_points.{csv,md,png}: per cut point, the probe of its features and the fine-tune frozen to it.
+
+  ``probe_rows``: ``probe_sweep`` rows (``feature`` = the cut point); ``rows``:
+  this module's rows of ``ft_frozen_to_<cut point>`` strategies (``none``: nothing frozen).
+  """
+  ft = {r["strategy"].removeprefix("ft_frozen_to_"): r for r in rows if r["strategy"].startswith("ft_frozen_to_")}
+  probe = {r["feature"]: r for r in probe_rows}
+  cuts = ["none"] + probe_sweep.feature_order({*probe, *ft} - {"none"})
+  table = [{"cut_point": c, "probe_test_accuracy": probe[c]["test_accuracy"] if c in probe else None,
+            "finetune_test_accuracy": ft[c]["test_accuracy"] if c in ft else None,
+            "finetune_wall_s": ft[c]["wall_s"] if c in ft else None} for c in cuts]
+  with open(os.path.join(workdir, "cut_points.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, list(table[0]))
+    writer.writeheader()
+    writer.writerows(table)
+  pct = lambda a: "" if a is None else f"{100 * a:.1f}%"
+  lines = ["| cut point (frozen up to) | linear probe of its features | fine-tune, frozen up to it | "
+           "fine-tune wall (s) |", "|---|---:|---:|---:|"]
+  lines += [f"| {r['cut_point']} | {pct(r['probe_test_accuracy'])} | {pct(r['finetune_test_accuracy'])} | "
+            f"{'' if r['finetune_wall_s'] is None else round(r['finetune_wall_s'])} |" for r in table]
+  with open(os.path.join(workdir, "cut_points.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+  series = {name: [(i, r[key], 0.0) for i, r in enumerate(table) if r[key] is not None]
+            for name, key in (("linear probe of the cut point's features", "probe_test_accuracy"),
+                              ("fine-tune, frozen up to the cut point", "finetune_test_accuracy"))}
+  plots.plot_accuracy_lines({k: v for k, v in series.items() if v}, os.path.join(workdir, "cut_points.png"),
+                            xlabel="cut point", xticks=list(enumerate(cuts)), title=title)
+  return table

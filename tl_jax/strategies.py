@@ -12,6 +12,9 @@ preset's other keys) that returns rules labelling every parameter ``head``,
 - ``linear_probe``: the head only.
 - ``top_k_stages`` (``k``): the last ``k`` backbone stages, the ``top`` conv and
   the head (partial transfer).
+- ``freeze_first_k`` (``k``): the first ``k`` of ``stem, stage1..N`` frozen, the
+  rest trained (``k=0``: everything; ``k=N+1``: the layers after the last stage
+  and the head), the fine-tuning half of a cut-point sweep (Yosinski et al., 2014).
 - ``layers`` (``patterns``): the parameters matching any of the regexes, and the
   head.
 - ``full`` and ``scratch``: everything (``scratch`` also needs
@@ -76,6 +79,16 @@ def top_k_stages(paths: Iterable[str], k: int) -> tuple[tuple[str, str], ...]:
   return tuple(rules) + ((".*", FROZEN),)
 
 
+def freeze_first_k(paths: Iterable[str], k: int) -> tuple[tuple[str, str], ...]:
+  cuts = [u for u in backbone_units(paths) if u not in TOP_UNITS]  # stem, stage1..N
+  if not 0 <= k <= len(cuts):
+    raise ValueError(f"freeze_first_k: k={k} but the backbone has {len(cuts)} units before its top "
+                     f"({', '.join(cuts)}): use 0..{len(cuts)}.")
+  if not k:
+    return full(paths)
+  return ((f"{HEAD}/.*", HEAD), (f"backbone/({'|'.join(cuts[:k])})/.*", FROZEN), (".*", BACKBONE))
+
+
 def layers(paths: Iterable[str], patterns: Sequence[str]) -> tuple[tuple[str, str], ...]:
   del paths
   if not patterns or isinstance(patterns, str):
@@ -89,7 +102,8 @@ def full(paths: Iterable[str]) -> tuple[tuple[str, str], ...]:
 
 
 # Plain-dict registry: param_groups.preset.name -> rules(paths, **args).
-PRESETS = {"linear_probe": linear_probe, "top_k_stages": top_k_stages, "layers": layers,
+PRESETS = {"linear_probe": linear_probe, "top_k_stages": top_k_stages,
+           "freeze_first_k": freeze_first_k, "layers": layers,
            "full": full, "scratch": full}
 
 

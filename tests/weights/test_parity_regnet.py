@@ -20,10 +20,17 @@ from zoo_parity import torch_check  # noqa: E402
 from tl_jax.models import regnet  # noqa: E402
 
 slow = pytest.mark.slow
-# name: (depth, w_0, w_a, w_m, group width, SE ratio), torchvision's regnet_* arguments
-PARAMS = {"regnet_x_400mf": (22, 24, 24.48, 2.54, 16, 0.0), "regnet_y_400mf": (16, 48, 27.89, 2.09, 8, 0.25),
-          "regnet_y_800mf": (14, 56, 38.84, 2.4, 16, 0.25), "regnet_x_1_6gf": (18, 80, 34.01, 2.25, 24, 0.0),
-          "regnet_y_8gf": (17, 192, 76.82, 2.19, 56, 0.25)}
+# name: (depth, w_0, w_a, w_m, group width, SE ratio): torchvision's regnet_* arguments, as published
+# in torchvision/models/regnet.py (written out here, not read from tl_jax's VARIANTS).
+PARAMS = {"regnet_x_400mf": (22, 24, 24.48, 2.54, 16, 0.0), "regnet_x_800mf": (16, 56, 35.73, 2.28, 16, 0.0),
+          "regnet_x_1_6gf": (18, 80, 34.01, 2.25, 24, 0.0), "regnet_x_3_2gf": (25, 88, 26.31, 2.25, 48, 0.0),
+          "regnet_x_8gf": (23, 80, 49.56, 2.88, 120, 0.0), "regnet_x_16gf": (22, 216, 55.59, 2.1, 128, 0.0),
+          "regnet_x_32gf": (23, 320, 69.86, 2.0, 168, 0.0),
+          "regnet_y_400mf": (16, 48, 27.89, 2.09, 8, 0.25), "regnet_y_800mf": (14, 56, 38.84, 2.4, 16, 0.25),
+          "regnet_y_1_6gf": (27, 48, 20.71, 2.65, 24, 0.25), "regnet_y_3_2gf": (21, 80, 42.63, 2.66, 24, 0.25),
+          "regnet_y_8gf": (17, 192, 76.82, 2.19, 56, 0.25), "regnet_y_16gf": (18, 200, 106.23, 2.48, 112, 0.25),
+          "regnet_y_32gf": (20, 232, 115.89, 2.53, 232, 0.25),
+          "regnet_y_128gf": (27, 456, 160.83, 2.52, 264, 0.25)}
 
 
 def torch_stages(depth, w_0, w_a, w_m, group_width):
@@ -154,10 +161,14 @@ def test_widths_match_torchvision_and_name_timm_tv_configs():
     assert (pycls != [w for w, _, _ in ours]) == ("_tv." in weights.REGNET_TIMM[name]), name
 
 
-CASES = [("regnet_y_400mf", "torchvision"), ("regnet_x_400mf", "timm")] + [
-    pytest.param(n, s, marks=slow) for n, s in [("regnet_y_400mf", "timm"), ("regnet_x_400mf", "torchvision"),
-                                                ("regnet_y_800mf", "timm"), ("regnet_x_1_6gf", "torchvision"),
-                                                ("regnet_y_8gf", "torchvision")]]
+DEFAULT = [("regnet_y_400mf", "torchvision"), ("regnet_x_400mf", "timm")]
+# Every other (variant, source) pair, in the slow set.
+CASES = DEFAULT + [pytest.param(n, s, marks=slow) for n in PARAMS for s in ("torchvision", "timm")
+                   if (n, s) not in DEFAULT]
+
+
+def test_params_are_the_registered_variants():
+  assert {n: (c.depth, c.w_0, c.w_a, c.w_m, c.group_width, c.se_ratio) for n, c in regnet.VARIANTS.items()} == PARAMS
 
 
 @pytest.mark.parametrize("name, source", CASES)

@@ -3,9 +3,17 @@ from a torch reference written here in big_transfer's published ``bit_pytorch`` 
 as big_transfer's ``.npz`` (the inverse of its ``load_from``) and in timm's ``resnetv2_*_bit``
 keys (.pth/.safetensors, timm's StdConv2d epsilon 1e-8).
 
-Logits and pooled features must agree to 1e-4 (float32). BiT's references run in float64: at
-these random weights the float32 torch reference itself is 5.6e-5 off its float64 run (16
-GroupNorm units amplify rounding), which would eat most of the tolerance.
+Logits and pooled features must agree to 1e-4 (float32). BiT's references run in float64, and
+tl_jax also runs in float64 against them (``jax.enable_x64``): there the pooled features agree to
+1e-9, so what the float32 comparison measures is float32 rounding, not a conversion error.
+
+Conditioning: with every GroupNorm scale drawn around 1, 33-50 pre-activation units amplify the
+float32 rounding of the input about 250x (bit_m_r101x1: the float32 torch reference is 1.6e-4 off
+its own float64 run; tl_jax's float32, 1.4e-4). ``randomize`` therefore scales each unit's last
+GroupNorm (``gn3``, before the residual branch's last conv) by ``BRANCH_GAIN`` = 0.25: the residual
+branch is small next to the identity path, as in trained ResNets. That takes both float32 errors
+down ~10x (torch 1.1e-5, tl_jax 1.4e-5 on R101x1) and leaves every layer's values far from trivial
+(a swapped norm or a missing projection moves the logits by O(0.1-1)).
 """
 
 import collections
@@ -81,8 +89,11 @@ class BiT(nn.Module):  # bit_pytorch.models.ResNetV2: root, body.block{i}.unit{j
     return x[:, :, 0, 0] if self.pooled else self.head.conv(x)[:, :, 0, 0]
 
 
+BRANCH_GAIN = 0.25  # the residual branches' scale (module docstring: conditioning)
+
+
 def randomize(module, seed):
-  """ref.randomize plus non-trivial GroupNorm affines."""
+  """ref.randomize plus non-trivial GroupNorm affines; each unit's ``gn3`` scaled by BRANCH_GAIN."""
   ref.randomize(module, seed)
   g = torch.Generator().manual_seed(seed + 1)
   with torch.no_grad():
@@ -90,6 +101,9 @@ def randomize(module, seed):
       if isinstance(m, nn.GroupNorm):
         m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
         m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+    for m in module.modules():
+      if isinstance(m, PreActBottleneck):
+        m.gn3.weight.mul_(BRANCH_GAIN)
   return module
 
 
@@ -143,7 +157,8 @@ BIT = [("bit_m_r50x1", 50, 1), pytest.param("bit_m_r50x3", 50, 3, marks=slow),
 
 def reference64(module, x):
   """Logits and pooled features of ``module`` in float64 on normalised ``x``; the module stays float32."""
-  t = torch.from_numpy(np.ascontiguousarray((x / 127.5 - 1).transpose(0, 3, 1, 2))).double()
+  # Normalised in float64: rounding the input to float32 first would itself move the logits ~1e-5.
+  t = torch.from_numpy(np.ascontiguousarray((x.astype(np.float64) / 127.5 - 1).transpose(0, 3, 1, 2)))
   module.double()
   with torch.no_grad():
     module.pooled = False
@@ -154,6 +169,20 @@ def reference64(module, x):
   return logits, pooled
 
 
+def float64_difference(name, source, file, logits, pooled, x):
+  """tl_jax in float64 (params and compute) vs the float64 reference: (max dlogit, max dpooled)."""
+  import jax
+  from tl_jax import models, weights
+  with jax.enable_x64(True):
+    model = models.create(name, logits.shape[-1], dtype=np.float64)
+    init = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
+    variables = jax.tree.map(lambda a: np.asarray(a, np.float64),
+                             weights.merge(init, weights.convert(name, str(file), source)))
+    out, features = jax.jit(model.apply)(variables, x)
+    return (float(np.max(np.abs(np.asarray(out, np.float64) - logits))),
+            float(np.max(np.abs(np.asarray(features["pre_logits"]) - pooled))))
+
+
 @pytest.mark.parametrize("name, depth, wf", BIT)
 def test_bit_npz_parity(name, depth, wf, tmp_path):
   module = randomize(BiT(depth, wf), 0).eval()
@@ -161,6 +190,10 @@ def test_bit_npz_parity(name, depth, wf, tmp_path):
   x = images(0, 32)
   logits, pooled = reference64(module, x)
   compare(name, "big_transfer", {"npz": tmp_path / "BiT.npz"}, logits, pooled, x)
+  dlogit, dpooled = float64_difference(name, "big_transfer", tmp_path / "BiT.npz", logits, pooled, x)
+  print(f"PARITY64 {name} big_transfer max|dlogit|={dlogit:.1e} max|dpooled|={dpooled:.1e}")
+  # The logits leave the model in float32 (Classifier casts them), the features do not.
+  assert dpooled <= 1e-9 and dlogit <= 1e-6, (dlogit, dpooled)
 
 
 @pytest.mark.parametrize("name, depth, wf", BIT[:1] + [pytest.param("bit_m_r152x4", 152, 4, marks=slow)])

@@ -136,5 +136,5 @@ class StdConv(Conv):
   def param(self, name, *args, **kwargs):
     p = super().param(name, *args, **kwargs)
     if name == "kernel":
-      p = standardize(p.astype(jnp.float32), (0, 1, 2), self.epsilon)
+      p = standardize(p.astype(jnp.promote_types(p.dtype, jnp.float32)), (0, 1, 2), self.epsilon)
     return p
