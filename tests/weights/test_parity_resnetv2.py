@@ -190,6 +190,8 @@ def test_bit_npz_parity(name, depth, wf, tmp_path):
   x = images(0, 32)
   logits, pooled = reference64(module, x)
   compare(name, "big_transfer", {"npz": tmp_path / "BiT.npz"}, logits, pooled, x)
+  if name == "bit_m_r152x4":  # 936M parameters: a float64 copy beside the float32 ones needs > 20 GB
+    return
   dlogit, dpooled = float64_difference(name, "big_transfer", tmp_path / "BiT.npz", logits, pooled, x)
   print(f"PARITY64 {name} big_transfer max|dlogit|={dlogit:.1e} max|dpooled|={dpooled:.1e}")
   # The logits leave the model in float32 (Classifier casts them), the features do not.
