@@ -96,11 +96,12 @@ def test_mobilenet_v3_timm_tf(size, tmp_path):
               mean=0.5, std=0.5)
 
 
-def test_efficientnet_v2_torchvision(tmp_path):
-  check_torch("efficientnet_v2_s", "torchvision", ref.TorchvisionEfficientNetV2("s"), tmp_path, 48)
+@pytest.mark.parametrize("v", ["s"] + [pytest.param(v, marks=slow) for v in ("m", "l")])
+def test_efficientnet_v2_torchvision(v, tmp_path):
+  check_torch(f"efficientnet_v2_{v}", "torchvision", ref.TorchvisionEfficientNetV2(v), tmp_path, 48)
 
 
-@pytest.mark.parametrize("v", ["b0"] + [pytest.param(v, marks=slow) for v in ("b1", "b2", "b3")])
+@pytest.mark.parametrize("v", ["b0"] + [pytest.param(v, marks=slow) for v in ("b1", "b2", "b3", "s", "m", "l")])
 def test_efficientnet_v2_timm_tf(v, tmp_path):
   check_torch(f"keras_efficientnet_v2_{v}", "timm", ref.TimmEfficientNetV2(v), tmp_path, 49)
 

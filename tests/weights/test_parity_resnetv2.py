@@ -198,7 +198,7 @@ def test_bit_npz_parity(name, depth, wf, tmp_path):
   assert dpooled <= 1e-9 and dlogit <= 1e-6, (dlogit, dpooled)
 
 
-@pytest.mark.parametrize("name, depth, wf", BIT[:1] + [pytest.param("bit_m_r152x4", 152, 4, marks=slow)])
+@pytest.mark.parametrize("name, depth, wf", BIT)
 def test_bit_timm_parity(name, depth, wf, tmp_path):
   from safetensors import torch as safetensors_torch
   module = randomize(TimmKeys(depth, wf, eps=1e-8), 0).eval()

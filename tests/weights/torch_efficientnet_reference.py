@@ -280,14 +280,20 @@ V2 = {
                       ("M", 4, 3, 2, 96, 3), ("M", 6, 3, 1, 112, 5), ("M", 6, 3, 2, 192, 8))),
     "s": (24, 1280, (("F", 1, 3, 1, 24, 2), ("F", 4, 3, 2, 48, 4), ("F", 4, 3, 2, 64, 4),
                      ("M", 4, 3, 2, 128, 6), ("M", 6, 3, 1, 160, 9), ("M", 6, 3, 2, 256, 15))),
+    # torchvision _efficientnet_conf("efficientnet_v2_m" / "_l"); timm's tf_efficientnetv2_m/l arch_def agree.
+    "m": (24, 1280, (("F", 1, 3, 1, 24, 3), ("F", 4, 3, 2, 48, 5), ("F", 4, 3, 2, 80, 5), ("M", 4, 3, 2, 160, 7),
+                     ("M", 6, 3, 1, 176, 14), ("M", 6, 3, 2, 304, 18), ("M", 6, 3, 1, 512, 5))),
+    "l": (32, 1280, (("F", 1, 3, 1, 32, 4), ("F", 4, 3, 2, 64, 7), ("F", 4, 3, 2, 96, 7), ("M", 4, 3, 2, 192, 10),
+                     ("M", 6, 3, 1, 224, 19), ("M", 6, 3, 2, 384, 25), ("M", 6, 3, 1, 640, 7))),
 }
-V2_SCALING = {"b0": (1.0, 1.0), "b1": (1.0, 1.1), "b2": (1.1, 1.2), "b3": (1.2, 1.4), "s": (1.0, 1.0)}
+V2_SCALING = {"b0": (1.0, 1.0), "b1": (1.0, 1.1), "b2": (1.1, 1.2), "b3": (1.2, 1.4), "s": (1.0, 1.0),
+              "m": (1.0, 1.0), "l": (1.0, 1.0)}
 
 
 def v2_blocks(variant):
   """(kind, expand, kernel, stride, in, out) per block; widths rounded to 8 without V1's 10% rule."""
   width, depth = V2_SCALING[variant]
-  stem, top, table = V2["s" if variant == "s" else "b0"]
+  stem, top, table = V2[variant if variant in V2 else "b0"]  # b1..b3 scale b0
   ch = lambda c: max(8, int(c * width + 4) // 8 * 8)  # noqa: E731
   blocks, inp = [], ch(stem)
   for kind, e, k, s, o, n in table:
@@ -315,7 +321,7 @@ class TorchvisionFusedMBConv(nn.Module):
 
 
 class TorchvisionEfficientNetV2(nn.Module):
-  """torchvision ``efficientnet_v2_s`` (BatchNorm eps 1e-3)."""
+  """torchvision ``efficientnet_v2_{s,m,l}`` (BatchNorm eps 1e-3)."""
 
   def __init__(self, variant="s", num_classes=1000):
     super().__init__()
@@ -367,7 +373,7 @@ class TimmV2Block(nn.Module):
 
 
 class TimmEfficientNetV2(nn.Module):
-  """timm ``tf_efficientnetv2_{b0..b3,s}`` (TF "SAME" padding, eps 1e-3)."""
+  """timm ``tf_efficientnetv2_{b0..b3,s,m,l}`` (TF "SAME" padding, eps 1e-3)."""
 
   def __init__(self, variant="b0", num_classes=1000):
     super().__init__()
