@@ -64,7 +64,10 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
       evals_per_run=3 if dataset == "digits" else 1,
       seeds=(0,),
       logreg=False,
-      title=f"EfficientNet-Lite0/1/2 fine-tuned at {IMAGE_SIZE} px, {dataset}",
+      top1=dict(probe_digits.LITE_TOP1),  # accuracy_vs_imagenet_top1.png
+      # The probe protocol's results beside the fine-tunes in that plot (configs/probe_<dataset>.py).
+      probe_results=f"runs/probe_{dataset}/probe_results.csv",
+      title=f"EfficientNet-Lite0/1/2 at {IMAGE_SIZE} px (fine-tune) and 224 px (probe), {dataset}",
   )
   c.lock()
   return c

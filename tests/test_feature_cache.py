@@ -137,3 +137,25 @@ def test_cut_point_sweep_pairs_each_probe_with_the_finetune_frozen_to_it(tmp_pat
   assert table[3]["probe_test_accuracy"] == pytest.approx(0.58) and table[3]["finetune_test_accuracy"] == pytest.approx(0.75)
   assert "| stage2 | 58.0% | 75.0% |" in (tmp_path / "cut_points.md").read_text()
   assert os.path.getsize(tmp_path / "cut_points.png") > 0
+
+
+def test_accuracy_vs_imagenet_top1_plot_puts_probe_beside_finetune(tmp_path, monkeypatch):
+  top1 = {"efficientnet_lite0": 75.1, "efficientnet_lite1": 76.7}
+  rows = [{"strategy": m[-5:], "model": m, "images_per_class": 113, "test_accuracy": 0.9 + 0.01 * i}
+          for i, m in enumerate(top1)]
+  probe_csv = tmp_path / "probe_results.csv"
+  probe_csv.write_text("model,feature,images_per_class,test_accuracy\n"
+                       "efficientnet_lite0,pre_logits,113,0.95\nefficientnet_lite1,pre_logits,113,0.94\n"
+                       "efficientnet_lite1,stage3,113,0.5\n")
+  calls = []
+  orig = compare.plots.plot_accuracy_lines
+
+  def spy(series, path, **kw):
+    calls.append(series)
+    return orig(series, path, **kw)
+
+  monkeypatch.setattr(compare.plots, "plot_accuracy_lines", spy)
+  compare.plot_vs_imagenet(rows, top1, str(tmp_path), str(probe_csv))
+  assert calls[0] == {"fine-tune, 113/class": [(75.1, 0.9, 0.0), (76.7, 0.91, 0.0)],
+                      "linear probe, 113/class": [(75.1, 0.95, 0.0), (76.7, 0.94, 0.0)]}
+  assert os.path.getsize(tmp_path / "accuracy_vs_imagenet_top1.png") > 0

@@ -31,7 +31,7 @@ import tqdm
 
 from tl_jax import data as data_lib, plots, probe_sweep, trainer
 
-FIELDS = ("strategy", "images_per_class", "seed", "train_images", "steps", "test_accuracy",
+FIELDS = ("strategy", "model", "images_per_class", "seed", "train_images", "steps", "test_accuracy",
           "best_val_accuracy", "best_test_accuracy", "wall_s", "logreg_test_accuracy")
 
 
@@ -114,7 +114,8 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
         json.dump(summary, f, indent=1)
     finished[same] = summary
     rows.append({
-        "strategy": name, "images_per_class": per_class or train_size(0) // dataset.num_classes,
+        "strategy": name, "model": cfg.model.name,
+        "images_per_class": per_class or train_size(0) // dataset.num_classes,
         "seed": seed, "train_images": train_size(per_class), "steps": steps,
         "test_accuracy": summary["final_test_accuracy"], "best_val_accuracy": summary["best_val_accuracy"],
         "best_test_accuracy": summary["best_test_accuracy"],
@@ -124,7 +125,34 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
     tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class, seed {seed}: test accuracy "
                     f"{rows[-1]['test_accuracy']:.4f} (best-val checkpoint {rows[-1]['best_test_accuracy']:.4f})")
     write_results(rows, workdir, title=ccfg.get("title", ""))  # after every run: partial sweeps count
+  if ccfg.get("top1"):
+    plot_vs_imagenet(rows, dict(ccfg.top1), workdir, ccfg.get("probe_results", ""), ccfg.get("title", ""))
   return rows
+
+
+def plot_vs_imagenet(rows, top1: dict[str, float], workdir: str, probe_results: str = "",
+                     title: str = "") -> str:
+  """accuracy_vs_imagenet_top1.png (Kornblith et al.'s Figure 1): each model's test accuracy
+  against its published ImageNet top-1; with ``probe_results`` (a probe sweep's
+  ``probe_results.csv``), its ``pre_logits`` probe on the same sizes beside the fine-tunes."""
+  sizes = sorted({r["images_per_class"] for r in rows})
+  series = {f"fine-tune, {s}/class": [(top1[r["model"]], r["test_accuracy"], 0.0) for r in rows
+                                      if r["model"] in top1 and r["images_per_class"] == s] for s in sizes}
+  if probe_results and os.path.exists(probe_results):
+    with open(probe_results) as f:
+      probe_rows = [r for r in csv.DictReader(f) if r["feature"] == "pre_logits" and r["model"] in top1]
+    for s in sizes:
+      accs = {}
+      for r in probe_rows:
+        if int(r["images_per_class"]) == s:
+          accs.setdefault(r["model"], []).append(float(r["test_accuracy"]))
+      if accs:
+        series[f"linear probe, {s}/class"] = [(top1[m], float(np.mean(a)), float(np.std(a))) for m, a in accs.items()]
+  models = [m for m in top1 if any(r["model"] == m for r in rows)]
+  return plots.plot_accuracy_lines({k: v for k, v in series.items() if v},
+                                   os.path.join(workdir, "accuracy_vs_imagenet_top1.png"),
+                                   xlabel="ImageNet top-1 (%, published)", title=title,
+                                   xticks=[(top1[m], f"{m.removeprefix('efficientnet_')} ({top1[m]})") for m in models])
 
 
 def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> None:
