@@ -64,7 +64,8 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
       evals_per_run=3 if dataset == "digits" else 1,
       seeds=(0,),
       logreg=False,
-      top1=dict(probe_digits.LITE_TOP1),  # accuracy_vs_imagenet_top1.png
+      # accuracy_vs_imagenet_top1.png: strategy -> its model's published ImageNet top-1
+      top1={m.removeprefix("efficientnet_"): t for m, t in probe_digits.LITE_TOP1.items()} if models else {},
       # The probe protocol's results beside the fine-tunes in that plot (configs/probe_<dataset>.py).
       probe_results=f"runs/probe_{dataset}/probe_results.csv",
       title=f"EfficientNet-Lite0/1/2 at {IMAGE_SIZE} px (fine-tune) and 224 px (probe), {dataset}",

@@ -140,9 +140,10 @@ def test_cut_point_sweep_pairs_each_probe_with_the_finetune_frozen_to_it(tmp_pat
 
 
 def test_accuracy_vs_imagenet_top1_plot_puts_probe_beside_finetune(tmp_path, monkeypatch):
-  top1 = {"efficientnet_lite0": 75.1, "efficientnet_lite1": 76.7}
-  rows = [{"strategy": m[-5:], "model": m, "images_per_class": 113, "test_accuracy": 0.9 + 0.01 * i}
-          for i, m in enumerate(top1)]
+  top1 = {"lite0": 75.1, "lite1": 76.7}  # strategy -> top-1; a trial of lite0's model is left out
+  rows = [{"strategy": f"lite{i}", "model": f"efficientnet_lite{i}", "images_per_class": 113,
+           "test_accuracy": 0.9 + 0.01 * i} for i in range(2)]
+  rows.append({"strategy": "trial", "model": "efficientnet_lite0", "images_per_class": 113, "test_accuracy": 0.5})
   probe_csv = tmp_path / "probe_results.csv"
   probe_csv.write_text("model,feature,images_per_class,test_accuracy\n"
                        "efficientnet_lite0,pre_logits,113,0.95\nefficientnet_lite1,pre_logits,113,0.94\n"

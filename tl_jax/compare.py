@@ -132,27 +132,31 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
 
 def plot_vs_imagenet(rows, top1: dict[str, float], workdir: str, probe_results: str = "",
                      title: str = "") -> str:
-  """accuracy_vs_imagenet_top1.png (Kornblith et al.'s Figure 1): each model's test accuracy
-  against its published ImageNet top-1; with ``probe_results`` (a probe sweep's
-  ``probe_results.csv``), its ``pre_logits`` probe on the same sizes beside the fine-tunes."""
+  """accuracy_vs_imagenet_top1.png (Kornblith et al.'s Figure 1): test accuracy of the strategies
+  in ``top1`` (strategy -> its model's published ImageNet top-1) against that top-1; with
+  ``probe_results`` (a probe sweep's ``probe_results.csv``), the ``pre_logits`` probe of the same
+  models on the same sizes beside the fine-tunes."""
+  rows = [r for r in rows if r["strategy"] in top1]
   sizes = sorted({r["images_per_class"] for r in rows})
-  series = {f"fine-tune, {s}/class": [(top1[r["model"]], r["test_accuracy"], 0.0) for r in rows
-                                      if r["model"] in top1 and r["images_per_class"] == s] for s in sizes}
+  series = {f"fine-tune, {s}/class": [(top1[r["strategy"]], r["test_accuracy"], 0.0) for r in rows
+                                      if r["images_per_class"] == s] for s in sizes}
+  model_top1 = {r["model"]: top1[r["strategy"]] for r in rows}
   if probe_results and os.path.exists(probe_results):
     with open(probe_results) as f:
-      probe_rows = [r for r in csv.DictReader(f) if r["feature"] == "pre_logits" and r["model"] in top1]
+      probe_rows = [r for r in csv.DictReader(f) if r["feature"] == "pre_logits" and r["model"] in model_top1]
     for s in sizes:
       accs = {}
       for r in probe_rows:
         if int(r["images_per_class"]) == s:
           accs.setdefault(r["model"], []).append(float(r["test_accuracy"]))
       if accs:
-        series[f"linear probe, {s}/class"] = [(top1[m], float(np.mean(a)), float(np.std(a))) for m, a in accs.items()]
-  models = [m for m in top1 if any(r["model"] == m for r in rows)]
+        series[f"linear probe, {s}/class"] = [(model_top1[m], float(np.mean(a)), float(np.std(a)))
+                                              for m, a in accs.items()]
   return plots.plot_accuracy_lines({k: v for k, v in series.items() if v},
                                    os.path.join(workdir, "accuracy_vs_imagenet_top1.png"),
                                    xlabel="ImageNet top-1 (%, published)", title=title,
-                                   xticks=[(top1[m], f"{m.removeprefix('efficientnet_')} ({top1[m]})") for m in models])
+                                   xticks=[(t, f"{m.removeprefix('efficientnet_')} ({t})")
+                                           for m, t in model_top1.items()])
 
 
 def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> None:
