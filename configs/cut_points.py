@@ -16,7 +16,8 @@ For each cut point ``c`` of ``stem, stage1..N, pre_logits`` (Yosinski et al., 20
   (``ft_frozen_to_<c>``; ``ft_frozen_to_none`` trains everything, and at
   ``pre_logits`` the whole backbone is frozen: the trainer's linear probe).
 
-Both halves use all training images (one seed). Writes probe_results.*,
+Both halves train on the same images: digits all 1,132 (3 epochs), the CIFAR-10
+subset 200 per class (1 epoch; the probe also on seeds 1 and 2 of that size). Writes probe_results.*,
 results.* and cut_points.{md,csv,png} (accuracy against the cut point, probe
 and fine-tune side by side). The argument is ``<dataset>[,<model>]``: the
 cut points are read from the model's parameter paths.
@@ -51,13 +52,15 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
   ft["ft_frozen_to_pre_logits"] = dict(  # compare_digits' linear probe on cached features, at 160 px
       data=dict(image_size=finetune_lite.IMAGE_SIZE), optim=dict(lr=1e-2), epochs_mult=5,
       param_groups=dict(preset=dict(name="linear_probe")))
+  # digits: all 1,132 training images, 3 epochs; CIFAR-10 subset: 200 per class, 1 epoch (CPU budget)
+  per_class, epochs = (0, 3) if dataset == "digits" else (200, 1)
   c.compare = dict(
-      strategies=ft, images_per_class=(0,), num_epochs=(3,) if dataset == "digits" else (1,),
+      strategies=ft, images_per_class=(per_class,), num_epochs=(epochs,),
       evals_per_run=1, seeds=(0,), logreg=False, cut_points=True,
       title=f"{model}: fine-tuned with the first k units frozen, {dataset} ({finetune_lite.IMAGE_SIZE} px)")
   c.init.update(dict(path="", source=""))
   c.data.image_size = 224  # the probe's; every fine-tune sets its own
-  c.probe = probe_digits.probe(models=(model,), top1={}, features=("all",), images_per_class=(0,),
+  c.probe = probe_digits.probe(models=(model,), top1={}, features=("all",), images_per_class=(per_class,),
                                sklearn=False, title=f"{model}: linear probe per cut point, {dataset} (224 px)")
   c.lock()
   return c

@@ -194,23 +194,29 @@ def write_cut_points(probe_rows: list[dict[str, Any]], rows: list[dict[str, Any]
   this module's rows of ``ft_frozen_to_<cut point>`` strategies (``none``: nothing frozen).
   """
   ft = {r["strategy"].removeprefix("ft_frozen_to_"): r for r in rows if r["strategy"].startswith("ft_frozen_to_")}
-  probe = {r["feature"]: r for r in probe_rows}
+  probe = {}  # feature -> test accuracies over the probe's seeds
+  for r in probe_rows:
+    probe.setdefault(r["feature"], []).append(float(r["test_accuracy"]))
   cuts = ["none"] + probe_sweep.feature_order({*probe, *ft} - {"none"})
-  table = [{"cut_point": c, "probe_test_accuracy": probe[c]["test_accuracy"] if c in probe else None,
+  table = [{"cut_point": c, "probe_test_accuracy": float(np.mean(probe[c])) if c in probe else None,
+            "probe_std": float(np.std(probe[c], ddof=1)) if len(probe.get(c, ())) > 1 else 0.0,
+            "probe_seeds": len(probe.get(c, ())),
             "finetune_test_accuracy": ft[c]["test_accuracy"] if c in ft else None,
             "finetune_wall_s": ft[c]["wall_s"] if c in ft else None} for c in cuts]
   with open(os.path.join(workdir, "cut_points.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, list(table[0]))
     writer.writeheader()
     writer.writerows(table)
-  pct = lambda a: "" if a is None else f"{100 * a:.1f}%"
+  pct = lambda a, sd=None, n=1: "" if a is None else (f"{100 * a:.1f} ± {100 * sd:.1f}%" if n > 1 else f"{100 * a:.1f}%")
   lines = ["| cut point (frozen up to) | linear probe of its features | fine-tune, frozen up to it | "
            "fine-tune wall (s) |", "|---|---:|---:|---:|"]
-  lines += [f"| {r['cut_point']} | {pct(r['probe_test_accuracy'])} | {pct(r['finetune_test_accuracy'])} | "
+  lines += [f"| {r['cut_point']} | {pct(r['probe_test_accuracy'], r['probe_std'], r['probe_seeds'])} | "
+            f"{pct(r['finetune_test_accuracy'])} | "
             f"{'' if r['finetune_wall_s'] is None else round(r['finetune_wall_s'])} |" for r in table]
   with open(os.path.join(workdir, "cut_points.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
-  series = {name: [(i, r[key], 0.0) for i, r in enumerate(table) if r[key] is not None]
+  series = {name: [(i, r[key], r["probe_std"] if key.startswith("probe") else 0.0)
+                   for i, r in enumerate(table) if r[key] is not None]
             for name, key in (("linear probe of the cut point's features", "probe_test_accuracy"),
                               ("fine-tune, frozen up to the cut point", "finetune_test_accuracy"))}
   plots.plot_accuracy_lines({k: v for k, v in series.items() if v}, os.path.join(workdir, "cut_points.png"),
