@@ -57,7 +57,7 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
   c.compare = dict(
       strategies=ft, images_per_class=(per_class,), num_epochs=(epochs,),
       evals_per_run=1, seeds=(0,), logreg=False, cut_points=True,
-      title=f"{model}: fine-tuned with the first k units frozen, {dataset} ({finetune_lite.IMAGE_SIZE} px)")
+      title=f"{model}, {dataset}: probe per cut point (224 px), fine-tune frozen up to it ({finetune_lite.IMAGE_SIZE} px)")
   c.init.update(dict(path="", source=""))
   c.data.image_size = 224  # the probe's; every fine-tune sets its own
   c.probe = probe_digits.probe(models=(model,), top1={}, features=("all",), images_per_class=(per_class,),
