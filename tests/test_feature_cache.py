@@ -160,3 +160,26 @@ def test_accuracy_vs_imagenet_top1_plot_puts_probe_beside_finetune(tmp_path, mon
   assert calls[0] == {"fine-tune, 113/class": [(75.1, 0.9, 0.0), (76.7, 0.91, 0.0)],
                       "linear probe, 113/class": [(75.1, 0.95, 0.0), (76.7, 0.94, 0.0)]}
   assert os.path.getsize(tmp_path / "accuracy_vs_imagenet_top1.png") > 0
+
+
+def test_a_recipe_named_after_its_trial_reuses_the_finished_trial(tmp_path, load_config, monkeypatch):
+  # finetune_lite: `lite0` is `trial_bb03`'s config under another name, swept (in sorted order)
+  # before it, after the trials ran in an earlier command: it must read the trial back, not retrain.
+  calls = []
+
+  def fake_run(cfg, workdir):
+    calls.append(workdir)
+    os.makedirs(workdir)
+    return {"final_test_accuracy": 0.7, "best_val_accuracy": 0.7, "best_test_accuracy": 0.7}
+
+  monkeypatch.setattr(compare.trainer, "train_and_evaluate", fake_run)
+  cfg = load_config("compare_digits")
+  cfg.unlock()
+  trial = dict(cfg.compare.strategies["full"])
+  cfg.compare.strategies = dict(trial_b=trial)
+  cfg.compare.images_per_class, cfg.compare.num_epochs = (10,), (1,)
+  compare.sweep(cfg, str(tmp_path))
+  cfg.compare.strategies = dict(a_recipe=trial, trial_b=trial)
+  rows = compare.sweep(cfg, str(tmp_path))
+  assert [os.path.basename(os.path.dirname(w)) for w in calls] == ["trial_b"]
+  assert [r["strategy"] for r in rows] == ["a_recipe", "trial_b"] and rows[0]["test_accuracy"] == 0.7
