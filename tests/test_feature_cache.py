@@ -130,7 +130,8 @@ def test_cut_point_sweep_pairs_each_probe_with_the_finetune_frozen_to_it(tmp_pat
   monkeypatch.setattr(compare.trainer, "train_and_evaluate", fake_run)
   rows = compare.sweep(cfg, str(tmp_path))
   assert sorted(p.get("k", 0) for p in seen) == [0, 0, *range(1, 9)]
-  probe_rows = [{"feature": f, "test_accuracy": 0.5 + 0.04 * i} for i, f in enumerate(units + ["pre_logits"])][::-1]
+  probe_rows = [{"model": "efficientnet_lite0", "feature": f, "images_per_class": 113, "test_accuracy": 0.5 + 0.04 * i}
+                for i, f in enumerate(units + ["pre_logits"])][::-1]
   table = compare.write_cut_points(probe_rows, rows, str(tmp_path))
   assert [r["cut_point"] for r in table] == ["none", *units, "pre_logits"]
   assert table[0]["probe_test_accuracy"] is None and table[0]["finetune_test_accuracy"] == pytest.approx(0.9)

@@ -143,15 +143,10 @@ def plot_vs_imagenet(rows, top1: dict[str, float], workdir: str, probe_results: 
   model_top1 = {r["model"]: top1[r["strategy"]] for r in rows}
   if probe_results and os.path.exists(probe_results):
     with open(probe_results) as f:
-      probe_rows = [r for r in csv.DictReader(f) if r["feature"] == "pre_logits" and r["model"] in model_top1]
+      stats = probe_sweep.aggregate([probe_sweep.typed(r) for r in csv.DictReader(f)])
     for s in sizes:
-      accs = {}
-      for r in probe_rows:
-        if int(r["images_per_class"]) == s:
-          accs.setdefault(r["model"], []).append(float(r["test_accuracy"]))
-      if accs:
-        series[f"linear probe, {s}/class"] = [(model_top1[m], float(np.mean(a)), float(np.std(a)))
-                                              for m, a in accs.items()]
+      series[f"linear probe, {s}/class"] = [(t, *stats[(m, "pre_logits", s)][:2])
+                                            for m, t in model_top1.items() if (m, "pre_logits", s) in stats]
   return plots.plot_accuracy_lines({k: v for k, v in series.items() if v},
                                    os.path.join(workdir, "accuracy_vs_imagenet_top1.png"),
                                    xlabel="ImageNet top-1 (%, published)", title=title,
@@ -194,13 +189,11 @@ def write_cut_points(probe_rows: list[dict[str, Any]], rows: list[dict[str, Any]
   this module's rows of ``ft_frozen_to_<cut point>`` strategies (``none``: nothing frozen).
   """
   ft = {r["strategy"].removeprefix("ft_frozen_to_"): r for r in rows if r["strategy"].startswith("ft_frozen_to_")}
-  probe = {}  # feature -> test accuracies over the probe's seeds
-  for r in probe_rows:
-    probe.setdefault(r["feature"], []).append(float(r["test_accuracy"]))
+  probe = {feature: stat for (_, feature, _), stat in probe_sweep.aggregate(probe_rows).items()}  # one model, one size
   cuts = ["none"] + probe_sweep.feature_order({*probe, *ft} - {"none"})
-  table = [{"cut_point": c, "probe_test_accuracy": float(np.mean(probe[c])) if c in probe else None,
-            "probe_std": float(np.std(probe[c], ddof=1)) if len(probe.get(c, ())) > 1 else 0.0,
-            "probe_seeds": len(probe.get(c, ())),
+  none = (None, 0.0, 0)
+  table = [{"cut_point": c, "probe_test_accuracy": probe.get(c, none)[0], "probe_std": probe.get(c, none)[1],
+            "probe_seeds": probe.get(c, none)[2],
             "finetune_test_accuracy": ft[c]["test_accuracy"] if c in ft else None,
             "finetune_wall_s": ft[c]["wall_s"] if c in ft else None} for c in cuts]
   with open(os.path.join(workdir, "cut_points.csv"), "w", newline="") as f:

@@ -92,7 +92,7 @@ def cached_features(config, name: str, dataset: data_lib.Dataset | None = None,
   return out
 
 
-def _typed(row: dict[str, str]) -> dict[str, Any]:
+def typed(row: dict[str, str]) -> dict[str, Any]:
   """A row read back from probe_results.csv with its numbers and flags."""
   out = {}
   for k, v in row.items():
@@ -149,7 +149,7 @@ def sweep(config, workdir: str, log=print) -> list[dict[str, Any]]:
   if os.path.exists(path):
     with open(path) as f:
       for r in csv.DictReader(f):
-        done[(r["model"], r["feature"], int(r["train_images"]), int(r["seed"]))] = _typed(r)
+        done[(r["model"], r["feature"], int(r["train_images"]), int(r["seed"]))] = typed(r)
   for name in pcfg.models:
     feats = cached_features(config, name, dataset, log=log)
     keys = feature_order(feats["train"][0]) if tuple(pcfg.features) == ("all",) else list(pcfg.features)
