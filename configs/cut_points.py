@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from configs import finetune_lite, probe_digits
+from configs import compare_digits, finetune_lite, probe_digits
 from tl_jax import models, partition, strategies
 
 
@@ -50,8 +50,7 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
     ft[f"ft_frozen_to_{unit}"] = dict(recipe, param_groups=dict(
         recipe["param_groups"], preset=dict(name="freeze_first_k", k=k)))
   ft["ft_frozen_to_pre_logits"] = dict(  # compare_digits' linear probe on cached features, at 160 px
-      data=dict(image_size=finetune_lite.IMAGE_SIZE), optim=dict(lr=1e-2), epochs_mult=5,
-      param_groups=dict(preset=dict(name="linear_probe")))
+      compare_digits.strategies()["linear_probe"], data=dict(image_size=finetune_lite.IMAGE_SIZE))
   # digits: all 1,132 training images, 3 epochs; CIFAR-10 subset: 200 per class, 1 epoch (CPU budget)
   per_class, epochs = (0, 3) if dataset == "digits" else (200, 1)
   c.compare = dict(
