@@ -1,6 +1,6 @@
 r"""BiT-HyperRule fine-tuning (Kolesnikov et al., ECCV 2020, Sec. 3.3; big_transfer's
 ``bit_hyperrule.py``) of BiT-M R50x1 on any dataset: the rule picks resolution, schedule length
-and mixup from the number of training examples and their size (``tl_jax.hyperrule``).
+and mixup from the number of training examples and their size (``tl_jax.freezing.hyperrule``).
 
 The config argument is ``<train examples>,<height>,<width>`` (default CIFAR-10's 50000,32,32):
 
@@ -19,7 +19,7 @@ Mixup: the rule's alpha (0.1 above 20k examples, else off) goes to ``config.mixu
 import math
 
 from configs import quickstart
-from tl_jax import hyperrule
+from tl_jax.freezing import hyperrule
 
 
 def get_config(arg: str = "50000,32,32"):

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import ml_collections
 
 from configs import compare_digits, finetune_lite, probe_digits
-from tl_jax import models, partition, strategies
+from tl_jax import models, partition
+from tl_jax.freezing import strategies
 
 
 def cut_units(model: str) -> list[str]:

@@ -84,7 +84,7 @@ def get_config() -> ml_collections.ConfigDict:
       label_smoothing=0.0,
       on_nonfinite="stop",  # non-finite loss/gradients: "stop" the run, or "skip_step" (drop the update)
       grad_accum_steps=1,  # > 1: the batch runs as that many sequential micro-batches, one update
-      ema_decay=0.0,  # > 0: keep an EMA of the weights and BN statistics (tl_jax.ema)
+      ema_decay=0.0,  # > 0: keep an EMA of the weights and BN statistics (tl_jax.train.ema)
       ema_warmup=False,  # timm's EMA warm-up of the decay
       best_by="raw",  # raw | ema: the weights that pick the best checkpoint and are tested
       # JAX's persistent compilation cache: reruns skip compiling ("" = off).

@@ -48,7 +48,7 @@ def profile(outdir: str, profile_dir: str, steps: int) -> None:
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import benchmark
 
-  from tl_jax import steps as steps_lib, trainer
+  from tl_jax.train import steps as steps_lib, trainer
 
   bench = _read(os.path.join(outdir, "benchmark.json"))
   rows = [r for r in bench["rows"] if r["what"] == "train"]

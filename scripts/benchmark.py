@@ -48,8 +48,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from tl_jax import steps, trainer  # noqa: E402
 from tl_jax.data import mixing, randaugment  # noqa: E402
+from tl_jax.train import steps, trainer  # noqa: E402
 
 CLASSES = 10
 
@@ -177,9 +177,8 @@ def bench_keras(case: Case) -> dict[str, float]:
 
 
 def bench_torch(case: Case, channels_last: bool, compile: bool = False) -> dict[str, float]:
-  import torch
-
   import benchmark_torch
+  import torch
 
   torch.manual_seed(0)
   device = "cuda" if torch.cuda.is_available() else "cpu"

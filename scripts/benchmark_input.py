@@ -45,8 +45,9 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from tl_jax import data, steps, trainer  # noqa: E402
+from tl_jax import data  # noqa: E402
 from tl_jax.data import augment, pipeline  # noqa: E402
+from tl_jax.train import steps, trainer
 
 AUGMENT = dict(rotation=15.0, width_shift=0.1, height_shift=0.1, shear=5.0, zoom=0.1, horizontal_flip=True,
                fill_mode="reflect")

@@ -5,7 +5,7 @@ r"""Transfer vs. scratch: sweeps strategies x training-set sizes, writes a table
 Writes results.csv, results.md and accuracy_vs_images_per_class.png into the
 workdir (one run directory per strategy and size); rerun to continue a sweep.
 A config with a ``probe`` block (configs/probe_*.py) runs the Kornblith et al.
-linear-probe sweep (``tl_jax.probe_sweep``): probe_results.{csv,md} and plots;
+linear-probe sweep (``tl_jax.studies.probe_sweep``): probe_results.{csv,md} and plots;
 with both blocks (configs/cut_points.py) the probe runs first, then the
 fine-tunes, then cut_points.{csv,md,png} puts them side by side.
 """
@@ -15,7 +15,7 @@ import logging as std_logging
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tl_jax import compare, probe_sweep
+from tl_jax.studies import compare, probe_sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/compare_digits.py", "Sweep config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/compare_digits", "Where runs and results go.")

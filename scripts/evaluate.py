@@ -6,7 +6,7 @@ r"""Evaluates a saved checkpoint of a run in a fresh process.
 
 Prints accuracy, top-5 (more than 5 classes), macro F1 and per-class
 precision/recall/F1; writes report.json and confusion_matrix.png. With
---data, on any labelled data whose class names are the run's (tl_jax.evaluation),
+--data, on any labelled data whose class names are the run's (tl_jax.evaluate.evaluation),
 into W/eval/<data name>_step<N>/. A checkpoint that fails verification is an
 error naming it and the file at fault (exit 1; traceback in
 <workdir>/eval/error.log, or printed with --verbose).
@@ -17,7 +17,9 @@ import os
 
 from absl import app, flags, logging
 
-from tl_jax import errors, evaluation, trainer
+from tl_jax import errors
+from tl_jax.evaluate import evaluation
+from tl_jax.train import trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a tl_jax run.", required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
@@ -36,7 +38,7 @@ def main(argv):
     if _DATA.value:
       r = evaluation.evaluate(_WORKDIR.value, _DATA.value, _CHECKPOINT.value, _WEIGHTS.value)
     else:
-      r = trainer.evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value, _WEIGHTS.value)
+      r = evaluation.evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value, _WEIGHTS.value)
   print(f"{r['split']} @ step {r['step']} ({r['weights']} weights): accuracy {r['accuracy']:.4f}"
         + (f", top-5 {r['top5_accuracy']:.4f}" if "top5_accuracy" in r else "")
         + f", macro F1 {r['macro_f1']:.4f} ({r['num_examples']} examples)")

@@ -14,7 +14,8 @@ import json
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tl_jax import data, inspect_groups
+from tl_jax import data
+from tl_jax.freezing import inspect_groups
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/quickstart.py", "Experiment config file.")
 _PHASE = flags.DEFINE_integer("phase", 0, "Index of the phase in config.phases (0 without phases).")

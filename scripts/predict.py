@@ -11,7 +11,7 @@ import logging as std_logging
 
 from absl import app, flags, logging
 
-from tl_jax import predict
+from tl_jax.evaluate import predict
 
 _WORKDIR = flags.DEFINE_string("workdir", "", "Workdir of a tl_jax run (its classes).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a step number (with --workdir).")

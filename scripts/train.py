@@ -21,7 +21,8 @@ from absl import app, flags, logging
 import jax
 from ml_collections import config_flags
 
-from tl_jax import config_checks, errors, sharding, trainer
+from tl_jax import errors, sharding
+from tl_jax.train import config_checks, trainer
 
 _DEFAULT_CONFIG = "configs/quickstart.py"
 if __name__ == "__main__":  # before the flag exists: ml_collections applies overrides as it

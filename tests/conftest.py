@@ -40,7 +40,7 @@ def run_steps():
   """``run_steps(state, n)``: ``n`` jitted train steps on random batches; ``(before, after)`` on host."""
   import jax
 
-  from tl_jax import steps
+  from tl_jax.train import steps
 
   def run(state, n):
     before, step = jax.device_get(state), jax.jit(steps.train_step)
@@ -58,7 +58,7 @@ def digits_run(tmp_path_factory):
   Shared by the evaluation, prediction and inspector tests: the head trains on
   cached features, so the whole run costs one backbone forward compile.
   """
-  from tl_jax import trainer
+  from tl_jax.train import trainer
 
   cfg = _load_config("quickstart")
   cfg.unlock()

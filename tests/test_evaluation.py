@@ -10,7 +10,9 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
-from tl_jax import data, evaluation, trainer
+from tl_jax import data
+from tl_jax.evaluate import evaluation
+from tl_jax.train import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Data label j is the run's class PERM[j]: the data lists the digits in another order.
@@ -36,7 +38,7 @@ def test_npz_in_another_class_order_equals_the_runs_test_split(digits_run, test_
   np.savez(tmp_path / "shuffled.npz", x=np.asarray(split.images), y=np.argsort(PERM)[split.labels],
            label_names=np.array([names[p] for p in PERM]))
   r = evaluation.evaluate(workdir, f"npz:{tmp_path / 'shuffled.npz'}")
-  ref = trainer.evaluate_checkpoint(workdir, "best", "test")
+  ref = evaluation.evaluate_checkpoint(workdir, "best", "test")
   assert r["accuracy"] == pytest.approx(summary["best_test_accuracy"]) and r["accuracy"] > 0.5
   step = summary["best_step"]
   assert r["report_path"] == os.path.join(workdir, "eval", f"shuffled_step{step}", "report.json")

@@ -3,10 +3,12 @@
 import os
 
 import jax
-import pytest
 import numpy as np
+import pytest
 
-from tl_jax import compare, data as data_lib, feature_cache, steps, trainer
+from tl_jax import data as data_lib
+from tl_jax.studies import compare
+from tl_jax.train import feature_cache, steps, trainer
 
 
 def test_head_on_cached_features_equals_head_on_images(quickstart_config):

@@ -12,7 +12,8 @@ import sys
 import numpy as np
 import pytest
 
-from tl_jax import trainer
+from tl_jax.evaluate import evaluation
+from tl_jax.train import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -38,7 +39,7 @@ def test_modern_recipe_smoke(load_config, tmp_path):
   # Evaluation never mixes or augments: a fresh process's evaluation of either
   # weights gives what the run logged, and the best step was picked by the EMA.
   for weights, key in (("raw", "val_accuracy"), ("ema", "val_accuracy_ema")):
-    r = trainer.evaluate_checkpoint(workdir, "best", "val", weights=weights)
+    r = evaluation.evaluate_checkpoint(workdir, "best", "val", weights=weights)
     assert r["accuracy"] == pytest.approx(record[key], abs=1e-9)
   assert summary["best_val_accuracy"] == record["val_accuracy_ema"]
   out = subprocess.run([sys.executable, "scripts/evaluate.py", "--workdir", workdir, "--split", "val",

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tl_jax import partition, steps, trainer
+from tl_jax import partition
+from tl_jax.train import steps, trainer
 
 
 def test_rules_first_match_wins_and_uncovered_are_listed():

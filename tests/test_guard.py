@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-
 import tiny
-from tl_jax import checkpoint, guard, steps, trainer
+
 from tl_jax.errors import Diverged
+from tl_jax.train import checkpoint, guard, steps, trainer
 
 
 class _Linear(nn.Module):

@@ -4,7 +4,7 @@ the optax schedule against big_transfer's get_lr, and the config it writes."""
 import numpy as np
 import pytest
 
-from tl_jax import hyperrule, optim
+from tl_jax.freezing import hyperrule, optim
 
 
 @pytest.mark.parametrize("n, hw, precrop, crop, supports, alpha", [

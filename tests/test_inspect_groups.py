@@ -11,7 +11,8 @@ import numpy as np
 import optax
 import pytest
 
-from tl_jax import inspect_groups, optim, partition, strategies
+from tl_jax import partition
+from tl_jax.freezing import inspect_groups, optim, strategies
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tl_jax import optim, partition, steps, trainer
+from tl_jax import partition
+from tl_jax.freezing import optim
+from tl_jax.train import steps, trainer
 
 
 def test_l2sp_gradient_matches_formula():

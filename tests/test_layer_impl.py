@@ -23,8 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tl_jax import models, partition, steps
+from tl_jax import models, partition
 from tl_jax.models import layers
+from tl_jax.train import steps
 
 # Names whose family the name rule below gets wrong: name -> family.
 FAMILY_OVERRIDES: dict[str, str] = {}

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from tl_jax import trainer, workdir_lock
 from tl_jax.errors import LockHeld
+from tl_jax.train import trainer, workdir_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _HOLD = ("import sys, time; from tl_jax import workdir_lock\n"

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from tl_jax.metrics import classification_report, confusion_matrix, topk_correct
+from tl_jax.metrics.classification import classification_report, confusion_matrix, topk_correct
 
 NUM_CLASSES = 7
 NEVER_PREDICTED = 2

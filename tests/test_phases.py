@@ -4,7 +4,10 @@ that stay trainable, and every phase compiles its step once."""
 import jax
 import numpy as np
 
-from tl_jax import partition, steps, strategies, trainer
+from tl_jax import partition
+from tl_jax.evaluate import evaluation
+from tl_jax.freezing import strategies
+from tl_jax.train import steps, trainer
 
 
 def _lp_ft(cfg):
@@ -57,5 +60,5 @@ def test_gradual_unfreezing_in_the_trainer_compiles_once_per_phase(quickstart_co
   assert summary["train_step_compiles"] == [1, 1, 1]
   assert summary["final_test_accuracy"] > 0.2  # chance is 0.1
   # The final checkpoint belongs to phase 3; the evaluator rebuilds that structure.
-  report = trainer.evaluate_checkpoint(str(tmp_path / "run"), "latest", "test")
+  report = evaluation.evaluate_checkpoint(str(tmp_path / "run"), "latest", "test")
   assert report["accuracy"] == summary["final_test_accuracy"]

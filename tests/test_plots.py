@@ -2,7 +2,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from tl_jax.plots import plot_confusion_matrix, plot_training_curves
+from tl_jax.metrics.plots import plot_confusion_matrix, plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -7,7 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tl_jax import data as data_lib, steps, trainer
+from tl_jax import data as data_lib
+from tl_jax.train import steps, trainer
 
 STEPS = 4
 

@@ -10,7 +10,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from tl_jax import data, evaluation, predict
+from tl_jax import data
+from tl_jax.evaluate import evaluation, predict
 
 skdata = pytest.importorskip("skimage.data")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from tl_jax import data as data_lib, probe, probe_sweep
+from tl_jax import data as data_lib
+from tl_jax.studies import probe, probe_sweep
 
 
 def _blobs(n, d=12, classes=4, seed=0):

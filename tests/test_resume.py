@@ -13,9 +13,9 @@ import time
 import jax
 import numpy as np
 import pytest
-
 import tiny
-from tl_jax import checkpoint, trainer
+
+from tl_jax.train import checkpoint, trainer
 
 _TIMING = ("elapsed_s", "epoch_s", "input_wait_ms", "train_images_per_s")  # wall-clock fields differ run to run
 

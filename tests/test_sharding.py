@@ -41,9 +41,9 @@ def run_with_devices(mesh_devices: int, permute: bool = False, local_bn: bool = 
 
   import jax
 
-  from tl_jax import data as data_lib, partition, sharding, steps, trainer
-
   from configs import quickstart  # PYTHONPATH is ROOT
+  from tl_jax import data as data_lib, partition, sharding
+  from tl_jax.train import steps, trainer
 
   cfg = quickstart.get_config()
   cfg.unlock()

@@ -4,7 +4,9 @@ import jax
 import numpy as np
 import pytest
 
-from tl_jax import optim, partition, steps, strategies, trainer
+from tl_jax import partition
+from tl_jax.freezing import optim, strategies
+from tl_jax.train import steps, trainer
 
 
 def _config(cfg, param_groups, *, lr=0.1, name="sgd", dropout=0.0):
@@ -20,8 +22,9 @@ def _config(cfg, param_groups, *, lr=0.1, name="sgd", dropout=0.0):
 
 @pytest.fixture(scope="module")
 def lite0_paths():
-  from tl_jax import models
   import jax.numpy as jnp
+
+  from tl_jax import models
   shapes = jax.eval_shape(lambda: models.create("efficientnet_lite0", 10).init(
       jax.random.key(0), jnp.zeros((1, 32, 32, 3), jnp.uint8)))
   return list(partition.flatten(shapes["params"]))
@@ -67,8 +70,9 @@ def test_freeze_first_k(lite0_paths):
 
 
 def _paths(name):
-  from tl_jax import models
   import jax.numpy as jnp
+
+  from tl_jax import models
   shapes = jax.eval_shape(lambda: models.create(name, 10).init(
       jax.random.key(0), jnp.zeros((1, 32, 32, 3), jnp.uint8)))
   return list(partition.flatten(shapes["params"]))

@@ -9,7 +9,7 @@ from PIL import Image
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tl_jax import trainer
+from tl_jax.train import trainer
 
 
 def _events(workdir):

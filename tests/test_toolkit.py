@@ -12,8 +12,9 @@ import numpy as np
 import optax
 import pytest
 
-from tl_jax import checkpoint, ema, optim, steps
 from tl_jax.data import mixing
+from tl_jax.freezing import optim
+from tl_jax.train import checkpoint, ema, steps
 
 
 class Tiny(nn.Module):

@@ -5,7 +5,8 @@ import os
 
 import pytest
 
-from tl_jax import trainer
+from tl_jax.evaluate import evaluation
+from tl_jax.train import trainer
 
 
 def test_train_resume_and_evaluate_best(quickstart_config, tmp_path):
@@ -25,9 +26,9 @@ def test_train_resume_and_evaluate_best(quickstart_config, tmp_path):
                "eval/test_step%d/report.json" % summary["final_step"]):
     assert os.path.getsize(os.path.join(workdir, name)) > 0
   # The best checkpoint, restored in a fresh state, gives the logged accuracies.
-  val = trainer.evaluate_checkpoint(workdir, "best", "val")
+  val = evaluation.evaluate_checkpoint(workdir, "best", "val")
   assert val["accuracy"] == pytest.approx(summary["best_val_accuracy"], abs=1e-9)
-  test = trainer.evaluate_checkpoint(workdir, "best", "test")
+  test = evaluation.evaluate_checkpoint(workdir, "best", "test")
   assert test["accuracy"] == pytest.approx(summary["best_test_accuracy"], abs=1e-9)
   # Rerunning the same command resumes: nothing left to train, same result.
   again = trainer.train_and_evaluate(cfg, workdir)
@@ -37,4 +38,4 @@ def test_train_resume_and_evaluate_best(quickstart_config, tmp_path):
   cfg.optim.lr = 0.5
   with pytest.raises(ValueError, match="differs in: optim.lr"):
     trainer.train_and_evaluate(cfg, workdir)
-  assert trainer.evaluate_checkpoint(workdir, "latest", "test")["step"] == records[-1]["step"]
+  assert evaluation.evaluate_checkpoint(workdir, "latest", "test")["step"] == records[-1]["step"]

@@ -4,7 +4,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from tl_jax import feature_cache, optim, partition, strategies
+from tl_jax import partition
+from tl_jax.freezing import optim, strategies
+from tl_jax.train import feature_cache
 
 
 def _abstract(name, num_classes=0):

@@ -7,8 +7,8 @@ import os
 import numpy as np
 import pytest
 
-from tl_jax import trainer
 from tl_jax.data import in_package
+from tl_jax.train import trainer
 
 
 # Default run: one plain residual CNN and one inverted-residual one; the rest learn in the slow set.

@@ -5,7 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from tl_jax import data as data_lib, feature_cache, optim, partition, steps, strategies, trainer
+from tl_jax import data as data_lib, partition
+from tl_jax.freezing import optim, strategies
+from tl_jax.train import feature_cache, steps, trainer
 
 
 def _abstract(name, num_classes=0):

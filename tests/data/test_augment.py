@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from tl_jax import steps
 from tl_jax.data import augment
+from tl_jax.train import steps
 
 RNG = np.random.default_rng(0)
 IMAGE = RNG.integers(0, 256, (19, 23, 3)).astype(np.uint8)  # non-square: catches row/col mix-ups

@@ -7,8 +7,9 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from tl_jax import data, trainer
+from tl_jax import data
 from tl_jax.data import image_folder
+from tl_jax.train import trainer
 
 COLOURS = {"blue": (20, 40, 220), "green": (30, 200, 40), "red": (210, 30, 30)}
 

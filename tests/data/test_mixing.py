@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from tl_jax import steps
 from tl_jax.data import mixing
+from tl_jax.train import steps
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.integers(0, 256, (6, 20, 28, 3)).astype(np.float32)  # non-square

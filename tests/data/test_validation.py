@@ -9,9 +9,10 @@ import types
 import numpy as np
 import pytest
 
-from tl_jax import config_checks, data, trainer
+from tl_jax import data
 from tl_jax.data import image_folder, in_package, tfds_source
 from tl_jax.errors import InvalidInput
+from tl_jax.train import config_checks, trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -13,7 +13,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
-
 import torch_reference as ref  # noqa: E402
 from zoo_parity import torch_check  # noqa: E402
 

@@ -20,7 +20,6 @@ examples that grain's worker processes decode batch by batch.
 from collections.abc import Sequence
 from concurrent import futures
 import dataclasses
-import io
 import math
 
 import numpy as np
@@ -91,46 +90,6 @@ class FileReader:
     return self.paths[i]
 
 
-class TfdsReader:
-  """Index -> image of a TFDS ``data_source`` record; opens the source lazily in each process.
-
-  Records are read with the image left encoded (``tfds.decode.SkipDecoding``:
-  labels then cost no decode, and Pillow decodes the bytes); where TFDS cannot
-  do that without TensorFlow (its mock data), they are read decoded.
-  """
-
-  def __init__(self, name: str, split: str, data_dir: str, image_key: str):
-    self.args, self.image_key, self._source = (name, split, data_dir), image_key, None
-
-  def __getstate__(self):  # worker processes open their own source
-    return {**self.__dict__, "_source": None}
-
-  def source(self):
-    """The split's records (images encoded where possible)."""
-    import tensorflow_datasets as tfds
-
-    from tl_jax.data import tfds_source
-
-    if self._source is None:
-      try:
-        self._source = tfds_source.open_split(*self.args, decoders={self.image_key: tfds.decode.SkipDecoding()})
-        if len(self._source):
-          self._source[0]  # noqa: B018  (fails here if TFDS needs TensorFlow for it)
-      except ImportError:
-        self._source = tfds_source.open_split(*self.args)
-    return self._source
-
-  def __call__(self, i: int) -> Image.Image:
-    image = self.source()[int(i)][self.image_key]
-    if isinstance(image, bytes):
-      return Image.open(io.BytesIO(image))
-    image = np.asarray(image)
-    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
-
-  def name(self, i: int) -> str:
-    return f"tfds {self.args[0]} {self.args[1]} record {i}"
-
-
 @dataclasses.dataclass(frozen=True)
 class Streamed:
   """A lazy ``(N, size, size, 3)`` uint8 array of encoded examples.
@@ -140,7 +99,7 @@ class Streamed:
   training crop.
   """
 
-  read: FileReader | TfdsReader
+  read: FileReader  # or tfds_source.TfdsReader: index -> PIL image, name(index)
   indices: np.ndarray  # the examples of this view, as indices into ``read``
   size: int
   train_crop: str = DEFAULTS["train_crop"]

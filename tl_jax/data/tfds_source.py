@@ -12,6 +12,7 @@ keyed by name, split, version and size: after re-preparing a dataset under the
 same version, delete its entries (``<cache_dir>/tfds``).
 """
 
+import io
 import os
 
 import numpy as np
@@ -37,6 +38,45 @@ def open_split(name: str, split: str, data_dir: str = "", **kwargs):
     raise ValueError(
         f"TFDS dataset {name!r}, split {split!r}, is not prepared as array_record in {where} ({e}).\n"
         + PREPARE_HINT.format(name=name, dir_flag=dir_flag)) from e
+
+
+class TfdsReader:
+  """Index -> image of a TFDS ``data_source`` record; opens the source lazily in each process.
+
+  Records are read with the image left encoded (``tfds.decode.SkipDecoding``:
+  labels then cost no decode, and Pillow decodes the bytes); where TFDS cannot
+  do that without TensorFlow (its mock data), they are read decoded.
+  """
+
+  def __init__(self, name: str, split: str, data_dir: str, image_key: str):
+    self.args, self.image_key, self._source = (name, split, data_dir), image_key, None
+
+  def __getstate__(self):  # worker processes open their own source
+    return {**self.__dict__, "_source": None}
+
+  def source(self):
+    """The split's records (images encoded where possible)."""
+    import tensorflow_datasets as tfds
+
+    if self._source is None:
+      try:
+        self._source = open_split(*self.args, decoders={self.image_key: tfds.decode.SkipDecoding()})
+        if len(self._source):
+          self._source[0]  # noqa: B018  (fails here if TFDS needs TensorFlow for it)
+      except ImportError:
+        self._source = open_split(*self.args)
+    return self._source
+
+  def __call__(self, i: int) -> Image.Image:
+    image = self.source()[int(i)][self.image_key]
+    if isinstance(image, bytes):
+      return Image.open(io.BytesIO(image))
+    image = np.asarray(image)
+    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+
+  def name(self, i: int) -> str:
+    return f"tfds {self.args[0]} {self.args[1]} record {i}"
+
 
 
 def load(name: str, split: str, size: int, *, data_dir: str = "", image_key: str = "image",
@@ -75,7 +115,7 @@ def load(name: str, split: str, size: int, *, data_dir: str = "", image_key: str
 
   where = f"TFDS {name!r} split {split!r} (feature {label_key!r})"
   if stream_cfg is not None and streaming.applies(stream_cfg, len(source)):
-    reader = streaming.TfdsReader(name, split, data_dir, image_key)
+    reader = TfdsReader(name, split, data_dir, image_key)
     labels = np.asarray([reader.source()[i][label_key] for i in range(len(source))])
     return (streaming.streamed(stream_cfg, reader, len(source)),
             labels_lib.check(labels, len(source), len(names), where), names)

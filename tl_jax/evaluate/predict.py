@@ -63,7 +63,7 @@ def from_run(run) -> Predictor:
 
 def from_workdir(workdir: str, which: str | int = "best") -> Predictor:
   """The run's checkpoint ``which`` (``best``, ``latest`` or a step)."""
-  from tl_jax import evaluation  # imports the trainer: only this constructor needs it
+  from tl_jax.evaluate import evaluation  # imports the trainer: only this constructor needs it
 
   predictor = from_run(evaluation.restore(workdir, which))
   return dataclasses.replace(predictor, source=f"{workdir} {predictor.source}")

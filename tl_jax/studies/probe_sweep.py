@@ -9,7 +9,7 @@
   where transferability stops);
 - ``images_per_class`` (0 = all training images) and ``seeds``: the training
   subsets (drawn from the fixed train split; the val and test splits never change);
-- ``l2_grid``: the penalties searched (``tl_jax.probe``), ``standardize``,
+- ``l2_grid``: the penalties searched (``tl_jax.studies.probe``), ``standardize``,
   ``sklearn``: also run scikit-learn's L-BFGS ``LogisticRegression`` with the
   same selection (the check of tl_jax's probe) on the first ``sklearn_seeds``
   seeds, ``cache_dir``.
@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tl_jax import data as data_lib, feature_cache, models, weights
+from tl_jax import data as data_lib, models, weights
+from tl_jax.train import feature_cache
 
 SPLITS = ("train", "val", "test")
 
@@ -139,7 +140,7 @@ def sweep(config, workdir: str, log=print) -> list[dict[str, Any]]:
   Returns one row per run: test accuracy of tl_jax's probe and, if
   ``probe.sklearn``, of scikit-learn's, the selected penalties and wall times.
   """
-  from tl_jax import probe  # noqa: F401  (jit compiles on first use)
+  from tl_jax.studies import probe  # noqa: F401  (jit compiles on first use)
   pcfg = config.probe
   grid = probe.l2_grid(**dict(pcfg.l2_grid))
   os.makedirs(workdir, exist_ok=True)
@@ -215,7 +216,7 @@ def _cell(stat) -> str:
 
 def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> None:
   """``probe_results.csv`` (every run), ``probe_results.md`` (mean ± std over seeds) and plots."""
-  from tl_jax import plots
+  from tl_jax.metrics import plots
 
   with open(os.path.join(workdir, "probe_results.csv"), "w", newline="") as f:
     writer = csv.DictWriter(f, FIELDS)

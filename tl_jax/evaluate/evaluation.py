@@ -1,5 +1,5 @@
-"""Evaluation: a state over a whole split (``evaluate_split``, ``write_report``), and a
-run's checkpoint on data it was not trained with (restore, load, align classes, evaluate).
+"""A run's checkpoints evaluated after the fact: on its own splits (``evaluate_checkpoint``) or
+on data it was not trained with (restore, load, align classes, evaluate).
 
 ``evaluate(workdir, "folder:/data/new_test")`` evaluates the best checkpoint
 on any labelled data, given as a spec:
@@ -15,53 +15,19 @@ name); otherwise the error lists the difference. Reports go to
 """
 
 import dataclasses
-import json
 import os
 import re
 from typing import Any
 
 import jax
-from jax.sharding import Mesh
 import ml_collections
 import numpy as np
 
-from tl_jax import checkpoint, data as data_lib, ema, metrics, plots, sharding, steps, strategies, workdir as workdir_lib
+from tl_jax import data as data_lib
 from tl_jax.data import image_folder, in_package, tfds_source
-
-def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_classes: int,
-                   mesh: Mesh | None = None) -> dict[str, Any]:
-  """Runs ``eval_fn`` over a whole split; returns the report and the confusion matrix.
-
-  With a ``mesh``, each process feeds its rows of every batch and ``eval_fn``
-  must return replicated outputs (every process then sees all predictions).
-  """
-  preds, hits, losses = [], [], []
-  for batch, n in data_lib.eval_batches(split, batch_size):
-    if mesh is not None:
-      batch = sharding.put_batch({k: v[sharding.host_rows(batch_size)] for k, v in batch.items()}, mesh)
-    out = jax.device_get(eval_fn(state, batch))
-    preds.append(out["pred"][:n]), hits.append(out["top_k"][:n]), losses.append(out["loss"][:n])
-  confusion = metrics.confusion_matrix(split.labels, np.concatenate(preds), num_classes)
-  top5 = np.concatenate(hits) if num_classes > 5 else None  # top-5 of <= 5 classes is always 1
-  report = metrics.classification_report(confusion, top5_correct=top5)
-  report["loss"] = float(np.concatenate(losses).mean())
-  return {"report": report, "confusion": confusion}
-
-
-def write_report(out_dir: str, result: dict[str, Any], class_names: list[str], title: str) -> str:
-  """``report.json`` and ``confusion_matrix.png`` into ``out_dir``; returns the json path."""
-  os.makedirs(out_dir, exist_ok=True)
-  report = dict(result["report"])
-  for entry, name in zip(report["per_class"], class_names):
-    entry["name"] = name
-  report["confusion_matrix"] = result["confusion"].tolist()
-  path = os.path.join(out_dir, "report.json")
-  with open(path, "w") as f:
-    json.dump(report, f, indent=1)
-  plots.plot_confusion_matrix(result["confusion"], class_names,
-                              os.path.join(out_dir, "confusion_matrix.png"), title=title)
-  return path
-
+from tl_jax.freezing import strategies
+from tl_jax.metrics.report import evaluate_split, write_report
+from tl_jax.train import checkpoint, ema, steps, trainer, workdir as workdir_lib
 
 KINDS = ("folder", "npz", "tfds")
 
@@ -81,8 +47,6 @@ def restore(workdir: str, which: str | int = "best") -> Restored:
 
   Only shapes are built: no pretrained weights are read, no data is resized.
   """
-  from tl_jax import trainer  # the trainer imports this module for evaluate_split
-
   config = workdir_lib.load_config(workdir)
   names = data_lib.class_names(config.data)
   ckpts = checkpoint.Checkpoints(workdir, metric=ema.metric_name(config.train))  # a reader
@@ -176,3 +140,26 @@ def confident_errors(probs: np.ndarray, labels: np.ndarray, n: int = 12) -> np.n
   pred = probs.argmax(-1)
   wrong = np.flatnonzero(pred != labels)
   return wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:n]
+
+
+def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "test",
+                        weights: str = "raw") -> dict[str, Any]:
+  """Restores a checkpoint of a finished or running run and evaluates its ``weights`` ("raw" or "ema").
+
+  Writes ``report.json`` and ``confusion_matrix.png`` under
+  ``workdir/eval/<split>_step<N>[_ema]/`` and returns the report plus its location.
+  """
+  config = workdir_lib.load_config(workdir)
+  # A reader: keeps and deletes nothing; "best" by the metric the run chose by.
+  ckpts = checkpoint.Checkpoints(workdir, metric=ema.metric_name(config.train))
+  step = ckpts.resolve(which)  # verified, before the data is loaded
+  dataset = data_lib.load(config.data)
+  if split not in dataset.splits:
+    raise ValueError(f"Unknown split {split!r}; this run has {sorted(dataset.splits)}.")
+  # Only shapes are needed: no pretrained weights are read to evaluate.
+  state = ckpts.restore(step, trainer.abstract_state(config, dataset.num_classes, 1, trainer._phase_of(config, step)))
+  result = evaluate_split(jax.jit(steps.eval_step), ema.weights(state, weights), dataset.splits[split],
+                          config.train.eval_batch_size, dataset.num_classes)
+  out = os.path.join(workdir, "eval", f"{split}_step{step}" + ("_ema" if weights == "ema" else ""))
+  path = write_report(out, result, dataset.class_names, f"{split}, step {step}, {weights} weights")
+  return {"step": step, "split": split, "weights": weights, "report_path": path, **result["report"]}

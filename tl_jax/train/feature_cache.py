@@ -14,8 +14,9 @@ import os
 import jax
 import numpy as np
 
-from tl_jax import data as data_lib, strategies
+from tl_jax import data as data_lib
 from tl_jax.data import mixing, randaugment
+from tl_jax.freezing import strategies
 
 
 def applies(config, groups, batch_stats) -> bool:

@@ -20,7 +20,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from tl_jax import models, optim, partition, strategies
+from tl_jax import models, partition
+from tl_jax.freezing import optim, strategies
 
 NO_BN = "-"  # the BatchNorm column of parameters of other layers
 

@@ -35,7 +35,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tl_jax import partition, strategies
+from tl_jax import partition
+from tl_jax.freezing import strategies
 
 FROZEN = "frozen"
 _BN_MODES = ("batch", "running", "train_affine")

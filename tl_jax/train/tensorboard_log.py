@@ -31,7 +31,7 @@ from typing import Any, Sequence
 import jax
 import numpy as np
 
-from tl_jax import plots
+from tl_jax.metrics import plots
 
 
 def _tag(key: str) -> str:
@@ -40,7 +40,7 @@ def _tag(key: str) -> str:
 
 class MetricsWriter:
   """Writes TensorBoard events for a run's steps and evaluations (``metrics.jsonl`` is
-  written by ``tl_jax.workdir``, the same records).
+  written by ``tl_jax.train.workdir``, the same records).
 
   Args:
     workdir: the run's directory.

@@ -8,8 +8,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from tl_jax import guard, metrics
 from tl_jax.data import mixing
+from tl_jax.metrics import classification as metrics
+from tl_jax.train import guard
 
 
 class TrainState(train_state.TrainState):

@@ -14,7 +14,7 @@ rerun of an interrupted sweep continues where it stopped. ``seeds`` (default
 split stays fixed) in ``ipc<N>_seed<S>``; tables show mean ± std over seeds.
 Two strategies whose runs have the same config (a trial, and the recipe chosen
 from it) share one run. ``cut_points=True`` (configs/cut_points.py), with a
-``probe`` block swept first by ``tl_jax.probe_sweep``: ``write_cut_points`` puts
+``probe`` block swept first by ``tl_jax.studies.probe_sweep``: ``write_cut_points`` puts
 the probe of each cut point's features beside the fine-tune frozen up to it.
 """
 
@@ -29,7 +29,10 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import data as data_lib, plots, probe_sweep, trainer
+from tl_jax import data as data_lib
+from tl_jax.metrics import plots
+from tl_jax.studies import probe_sweep
+from tl_jax.train import trainer
 
 FIELDS = ("strategy", "model", "images_per_class", "seed", "train_images", "steps", "test_accuracy",
           "best_val_accuracy", "best_test_accuracy", "wall_s", "logreg_test_accuracy")

@@ -4,7 +4,7 @@
 (data, the state of the phase to resume, jitted steps), ``_restore`` (the
 newest checkpoint, if any), ``_train`` (step; at the end of an evaluated epoch:
 evaluate, checkpoint, record) and ``_final_evaluation`` (test the final and the
-best checkpoint). What a workdir holds is listed in ``tl_jax.workdir``.
+best checkpoint). What a workdir holds is listed in ``tl_jax.train.workdir``.
 """
 
 from collections.abc import Callable
@@ -22,13 +22,25 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import (checkpoint, config_checks, data as data_lib, ema, feature_cache, guard as guard_lib,
-                    inspect_groups, models, optim, partition, plots, sharding, steps, strategies, tensorboard_log,
-                    weights, workdir as workdir_lib, workdir_lock)
+from tl_jax import data as data_lib, models, partition, sharding, weights
 from tl_jax.data import mixing, randaugment
+from tl_jax.freezing import inspect_groups, optim, strategies
+from tl_jax.metrics import plots
+
 # Public API of the trainer, defined next to what they belong to.
-from tl_jax.evaluation import evaluate_split, write_report  # noqa: F401
-from tl_jax.workdir import load_config  # noqa: F401
+from tl_jax.metrics.report import evaluate_split, write_report  # noqa: F401
+from tl_jax.train import (
+  checkpoint,
+  config_checks,
+  ema,
+  feature_cache,
+  guard as guard_lib,
+  steps,
+  tensorboard_log,
+  workdir as workdir_lib,
+  workdir_lock,
+)
+from tl_jax.train.workdir import load_config  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -369,26 +381,3 @@ def _restore_at(run: _Run, state, step: int):
     return run.ckpts.restore(step, state)
   return run.ckpts.restore(step, abstract_state(run.config, run.dataset.num_classes, run.total_steps, phase,
                                                 sharding.replicated(run.mesh)))
-
-
-def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "test",
-                        weights: str = "raw") -> dict[str, Any]:
-  """Restores a checkpoint of a finished or running run and evaluates its ``weights`` ("raw" or "ema").
-
-  Writes ``report.json`` and ``confusion_matrix.png`` under
-  ``workdir/eval/<split>_step<N>[_ema]/`` and returns the report plus its location.
-  """
-  config = load_config(workdir)
-  # A reader: keeps and deletes nothing; "best" by the metric the run chose by.
-  ckpts = checkpoint.Checkpoints(workdir, metric=ema.metric_name(config.train))
-  step = ckpts.resolve(which)  # verified, before the data is loaded
-  dataset = data_lib.load(config.data)
-  if split not in dataset.splits:
-    raise ValueError(f"Unknown split {split!r}; this run has {sorted(dataset.splits)}.")
-  # Only shapes are needed: no pretrained weights are read to evaluate.
-  state = ckpts.restore(step, abstract_state(config, dataset.num_classes, 1, _phase_of(config, step)))
-  result = evaluate_split(jax.jit(steps.eval_step), ema.weights(state, weights), dataset.splits[split],
-                          config.train.eval_batch_size, dataset.num_classes)
-  out = os.path.join(workdir, "eval", f"{split}_step{step}" + ("_ema" if weights == "ema" else ""))
-  path = write_report(out, result, dataset.class_names, f"{split}, step {step}, {weights} weights")
-  return {"step": step, "split": split, "weights": weights, "report_path": path, **result["report"]}

@@ -11,9 +11,9 @@ import math
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
-import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+import numpy as np
 
 # Above this many classes cell annotations overlap and only add noise.
 _MAX_ANNOTATED_CLASSES = 30

@@ -6,13 +6,13 @@ least one batch. ``unknown_override(argv)``: a ``--config.a.b=...`` key that
 the config does not have, with the closest keys that it does.
 """
 
+from collections.abc import Sequence
 import difflib
 import importlib.util
 import re
-from collections.abc import Sequence
 
-from tl_jax import guard
 from tl_jax.errors import InvalidInput
+from tl_jax.train import guard
 
 # (key, what it must be, test) for values under config.train.
 _POSITIVE_INTS = ("batch_size", "eval_batch_size", "num_epochs", "eval_every_epochs", "log_every_steps",

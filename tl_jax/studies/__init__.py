@@ -1,0 +1,7 @@
+"""Research built on runs.
+
+- ``compare``: ``sweep`` trains one config under several transfer strategies and sizes
+  (``scripts/compare.py``) and writes tables and plots.
+- ``probe``: the linear-probe protocol (L2 grid chosen on validation) on features.
+- ``probe_sweep``: probes per model and per cut point on cached pooled features.
+"""

@@ -1,0 +1,11 @@
+"""Training: ``trainer.train_and_evaluate(config, workdir)``, the only impure loop.
+
+- ``trainer``: set-up, restore, the loop, the final evaluation; ``create_state``.
+- ``steps``: the pure, jitted ``train_step`` / ``eval_step`` and ``TrainState``.
+- ``guard``: the divergence guard (NaN/Inf losses).
+- ``checkpoint``: verified Orbax checkpoints (``Checkpoints``); ``workdir``: what a run's folder
+  holds (config, class names, metrics records); ``workdir_lock``: one writer per workdir.
+- ``tensorboard_log``: TensorBoard events; ``ema``: weight averages.
+- ``feature_cache``: training the head on cached backbone features when that changes nothing.
+- ``config_checks``: a config's errors found before anything runs.
+"""
