@@ -1,12 +1,21 @@
 """Mixup (Zhang et al., 2018) and CutMix (Yun et al., 2019) of a batch, with timm's semantics.
 
-As timm's ``Mixup(mode="batch")``: with probability ``prob`` a batch is mixed
-with its reverse (image i with image N-1-i), by one lambda drawn per batch:
+As timm's ``Mixup(mode="batch")``, which flips a shuffled batch: with
+probability ``prob`` each image is mixed with a partner drawn by the step's
+key, row ``perm[j]`` with row ``perm[N-1-j]`` for a random permutation
+``perm`` (``partners``; the middle row of an odd batch keeps itself), by one
+lambda drawn per batch:
 mixup with ``lam ~ Beta(alpha, alpha)``, or CutMix with
 ``lam ~ Beta(cutmix_alpha, cutmix_alpha)`` (chosen with ``switch_prob`` when
 both alphas are > 0), whose box ``int(H sqrt(1 - lam)) x int(W sqrt(1 - lam))``
 about a uniform centre, clipped to the image, then sets
 ``lam = 1 - box area / image area`` (``correct_lam``).
+
+Partners are drawn, not the batch's reverse: the pipeline hands out each batch's
+indices sorted (``data.pipeline``), so with data stored class by class the
+reverse would pair row i with row N-1-i, the first classes always with the
+last. The rows stay where they are (the batch's sharding over devices is kept);
+the partners are gathered across it.
 
 Labels are not mixed here: the loss is ``lam * loss(labels) + (1 - lam) *
 loss(labels_b)``, which for cross-entropy with label smoothing equals timm's
@@ -65,10 +74,18 @@ def cutmix_box(rng: jax.Array, lam, height: int, width: int):
           jnp.clip(cx - cut_w // 2, 0, width), jnp.clip(cx + cut_w // 2, 0, width))
 
 
+def partners(rng: jax.Array, n: int) -> jnp.ndarray:
+  """Row ``i`` of a batch of ``n`` is mixed with row ``partners(rng, n)[i]``: timm's flip of a
+  shuffled batch, ``perm[j]`` with ``perm[n-1-j]`` (an involution, uniform over the pairings)."""
+  perm = jax.random.permutation(rng, n).astype(jnp.int32)
+  return jnp.zeros(n, jnp.int32).at[perm].set(perm[::-1])
+
+
 def mix(rng: jax.Array, images: jnp.ndarray, labels: jnp.ndarray, cfg: Mapping[str, Any]) -> Mixed:
-  """Mixes the batch ``(N, H, W, C)`` with its reverse; returns float32 images."""
+  """Mixes the batch ``(N, H, W, C)`` with its ``partners``; returns float32 images."""
   cfg = check_config(cfg)
-  k_apply, k_switch, k_mix, k_cut, k_box = jax.random.split(rng, 5)
+  # k_pair is new; split(rng, 6)[:5] == split(rng, 5) (partitionable threefry), so lam draws are as before.
+  k_apply, k_switch, k_mix, k_cut, k_box, k_pair = jax.random.split(rng, 6)
   alpha, cut_alpha = float(cfg["alpha"]), float(cfg["cutmix_alpha"])
   beta = lambda k, a: jax.random.beta(k, a, a) if a > 0 else jnp.ones(())
   if alpha > 0 and cut_alpha > 0:
@@ -77,8 +94,9 @@ def mix(rng: jax.Array, images: jnp.ndarray, labels: jnp.ndarray, cfg: Mapping[s
     use_cutmix = jnp.asarray(cut_alpha > 0)
   apply = jax.random.uniform(k_apply) < cfg["prob"]
   lam = jnp.where(apply, jnp.where(use_cutmix, beta(k_cut, cut_alpha), beta(k_mix, alpha)), 1.0)
-  images = images.astype(jnp.float32)
-  other = images[::-1]
+  pair = partners(k_pair, images.shape[0])
+  # Gathered before the cast: across device shards, uint8 rows move 4x fewer bytes.
+  other, images = images[pair].astype(jnp.float32), images.astype(jnp.float32)
   _, h, w, _ = images.shape
   top, bottom, left, right = cutmix_box(k_box, lam, h, w)
   rows, cols = jnp.arange(h)[:, None], jnp.arange(w)[None, :]
@@ -86,7 +104,7 @@ def mix(rng: jax.Array, images: jnp.ndarray, labels: jnp.ndarray, cfg: Mapping[s
   cut_lam = 1.0 - (bottom - top) * (right - left) / (h * w) if cfg["correct_lam"] else lam
   mixed = jnp.where(use_cutmix, jnp.where(box[None, :, :, None], other, images), lam * images + (1 - lam) * other)
   lam = jnp.where(use_cutmix & apply, cut_lam, lam).astype(jnp.float32)
-  return Mixed(jnp.where(apply, mixed, images), labels, labels[::-1], lam)
+  return Mixed(jnp.where(apply, mixed, images), labels, labels[pair], lam)
 
 
 def loss(loss_fn: Callable, logits: jnp.ndarray, batch: Mixed) -> jnp.ndarray:

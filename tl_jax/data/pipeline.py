@@ -35,6 +35,9 @@ def batch_indices(num_examples: int, batch_size: int, seed: int, step: int,
                   shard: tuple[int, int] = (0, 1)) -> np.ndarray:
   """Sorted example indices of this host's part of global batch ``step``.
 
+  Sorted, so a batch's row order carries no randomness: ``data.mixing`` draws
+  each row's mixing partner from the step's key rather than by row position.
+
   Args:
     num_examples: size of the split; the remainder of each epoch is dropped.
     batch_size: the global batch size (all hosts together).
