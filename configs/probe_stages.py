@@ -9,7 +9,7 @@ features stay general). On your own data and model: the same command with
 ``--config.data.name=folder --config.data.path=/data/my_images`` (``folder``:
 ``root/<class>/<image>``; test and val held out by ``data.test_fraction`` /
 ``data.val_fraction``) and, for another backbone,
-``--config.probe.models='("resnet50",)'`` (README, "Linear probe by the
+``--config.probe.models='("resnet50",)'`` (docs/studies.md, "Linear probe by the
 Kornblith et al. (2019) protocol"). Writes probe_results.md and
 probe_vs_cut_point.png. Expected test accuracy at 10 images per class (3
 seeds): stem ~67%, stage4 ~82%, stage7 ~91%, pre_logits ~88%. Results:

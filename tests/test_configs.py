@@ -2,40 +2,15 @@
 
 import ast
 import importlib
-import pathlib
 import re
-import runpy
-import shlex
-import sys
-from unittest import mock
 
-from absl import flags
 import ml_collections
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+import doc_commands
+
+ROOT = doc_commands.ROOT
 CONFIGS = sorted(p.stem for p in (ROOT / "configs").glob("*.py") if p.stem != "__init__")
-
-
-def _commands(doc: str) -> list[list[str]]:
-  """The ``python scripts/...`` commands in a docstring, continuation lines joined."""
-  joined = re.sub(r"\\\n\s*", " ", doc)
-  return [shlex.split(line.strip()) for line in joined.splitlines() if line.strip().startswith("python scripts/")]
-
-
-def _parse(argv: list[str]) -> ml_collections.ConfigDict:
-  """Parses ``argv`` with the flags its script defines, without running the script's main."""
-  script = str(ROOT / argv[1])
-  before = set(flags.FLAGS)
-  try:
-    with mock.patch.object(sys, "argv", [script, *argv[2:]]):  # config_flags reads overrides there
-      runpy.run_path(script, run_name="tl_jax_config_test")  # defines the flags; __main__ guard skips main
-      flags.FLAGS(sys.argv)
-    return flags.FLAGS["config"].value
-  finally:
-    flags.FLAGS.unparse_flags()
-    for name in set(flags.FLAGS) - before:  # the script's flags and config_flags' override flags
-      delattr(flags.FLAGS, name)
 
 
 def test_every_config_file_is_covered():
@@ -53,7 +28,7 @@ def test_config_loads_locks_and_its_command_parses(name, monkeypatch):
   with pytest.raises(AttributeError):  # locked: a misspelt key is an error, not a new key
     config.no_such_key = 1
   doc = module.__doc__ or ""
-  commands = _commands(doc)
+  commands = doc_commands.script_commands(doc)
   assert commands, f"configs/{name}.py: the docstring gives no `python scripts/...` command"
   assert re.search(r"[Ee]xpected|accuracy|%", doc), f"configs/{name}.py: the docstring gives no expected result"
   monkeypatch.chdir(ROOT)  # the documented commands run from the repository root
@@ -62,7 +37,7 @@ def test_config_loads_locks_and_its_command_parses(name, monkeypatch):
     spec = next((a for a in argv if re.fullmatch(rf"configs/{name}\.py(:.+)?", a)), None)
     assert spec, argv
     expected = module.get_config(spec.split(":", 1)[1]) if ":" in spec else config
-    parsed = _parse(argv)
+    parsed = doc_commands.parse_script(argv).flags["config"]
     assert parsed.to_dict() == _with_overrides(expected, argv).to_dict()
 
 

@@ -104,7 +104,7 @@ def test_efficientnet_v2_torchvision(v, tmp_path):
 @pytest.mark.parametrize("v", ["b0"] + [pytest.param(v, marks=slow) for v in ("b1", "b2", "b3", "s", "m", "l")])
 def test_efficientnet_v2_timm_tf(v, tmp_path):
   # S/M/L: the keras_ layout normalises as Keras does, x / 128 - 1, for timm's files too (timm's own
-  # cfg says x / 127.5 - 1 for these: 0.4% in scale; README, EfficientNetV2), so the reference gets that.
+  # cfg says x / 127.5 - 1 for these: 0.4% in scale; docs/zoo.md, EfficientNetV2), so the reference gets that.
   norm = {} if v.startswith("b") else dict(mean=128 / 255, std=128 / 255)
   check_torch(f"keras_efficientnet_v2_{v}", "timm", ref.TimmEfficientNetV2(v), tmp_path, 49, **norm)
 

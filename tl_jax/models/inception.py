@@ -8,7 +8,7 @@ numbers, fields of ``ARCHS``: Keras' BatchNorms have no scale
 torchvision's pretrained model re-maps its ImageNet-normalised input to
 x / 127.5 - 1 (``transform_input``), so both see Keras' "tf" normalisation.
 
-Stages (the README states them): ``stem`` = Conv2d_1a..2b (stride 2);
+Stages (docs/zoo.md states them): ``stem`` = Conv2d_1a..2b (stride 2);
 ``stage1`` = max-pool, Conv2d_3b, Conv2d_4a (stride 4); ``stage2`` = max-pool,
 Mixed_5b..5d (Keras mixed0..2, stride 8); ``stage3`` = Mixed_6a..6e (mixed3..7,
 stride 16); ``stage4`` = Mixed_7a..7c (mixed8..10, stride 32). Blocks are

@@ -7,7 +7,7 @@ blocks 5-12 of three ReLU-separable conv-BN with an identity shortcut; exit
 flow: block 13 (as the entry blocks, 728 -> 1024) and block 14 (two separable
 convs + BN + ReLU, 1536 and 2048). BatchNorm epsilon 1e-3; no biases.
 
-Stages (the README states them): ``stem`` = block 1 (stride 2); ``stage1`` =
+Stages (docs/zoo.md states them): ``stem`` = block 1 (stride 2); ``stage1`` =
 block 2 (stride 4), ``stage2`` = block 3 (stride 8), ``stage3`` = blocks 4-12
 (stride 16), ``stage4`` = blocks 13-14 (stride 32). Blocks keep their Keras
 number (``stage3/block4``...), so paths name the paper's blocks.
