@@ -4,6 +4,10 @@ r"""Evaluates a saved checkpoint of a run in a fresh process.
   python scripts/evaluate.py --workdir runs/quickstart --data folder:PATH|npz:PATH|tfds:NAME:SPLIT
       [--weights raw|ema]
 
+--weights defaults to the weights the run chose its best checkpoint by and
+tested (``train.best_by``: raw, or ema for a run that picked by its moving
+average). The run's classes are those it trained on (its class_names.json).
+
 Prints accuracy, top-5 (more than 5 classes), macro F1 and per-class
 precision/recall/F1; writes report.json and confusion_matrix.png. With
 --data, on any labelled data whose class names are the run's (tl_jax.evaluate.evaluation),
@@ -26,8 +30,9 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a step 
 _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 _DATA = flags.DEFINE_string("data", "", "Other data instead of a split: folder:PATH, npz:PATH or tfds:NAME:SPLIT.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the full traceback of a failure.")
-_WEIGHTS = flags.DEFINE_enum("weights", "raw", ["raw", "ema"],
-                             "raw: the trained weights; ema: their moving average (runs with train.ema_decay).")
+_WEIGHTS = flags.DEFINE_enum("weights", None, ["raw", "ema"],
+                             "raw: the trained weights; ema: their moving average (runs with train.ema_decay). "
+                             "Default: those the run chose its best checkpoint by (config.train.best_by).")
 
 
 def main(argv):

@@ -12,6 +12,16 @@ Images are resized to the run's ``config.data.image_size`` as its own data
 was. The data's class names must be the run's (any order: labels are mapped by
 name); otherwise the error lists the difference. Reports go to
 ``workdir/eval/<data name>_step<N>/`` like the trainer's own.
+
+The run's classes are those it trained on, stored in its workdir
+(``class_names.json``, ``workdir.read_class_names``), not those its data gives
+today: a folder with an empty class folder trains without it
+(``data.on_error="skip"``) but a rescan keeps it. Runs from before the file
+fall back to the rescan (``data.class_names``).
+
+The weights evaluated are, unless given, those the run chose its best
+checkpoint by and tested (``config.train.best_by``: "raw", or "ema" for the
+moving average; "raw" for runs without the key): ``default_weights``.
 """
 
 import dataclasses
@@ -48,7 +58,8 @@ def restore(workdir: str, which: str | int = "best") -> Restored:
   Only shapes are built: no pretrained weights are read, no data is resized.
   """
   config = workdir_lib.load_config(workdir)
-  names = data_lib.class_names(config.data)
+  names = workdir_lib.read_class_names(workdir)
+  names = data_lib.class_names(config.data) if names is None else names  # a run from before the file
   ckpts = checkpoint.Checkpoints(workdir, metric=ema.metric_name(config.train))  # a reader
   step = ckpts.resolve(which)
   phase = strategies.phase_at(config, max(step - 1, 0))  # the structure of the phase that saved it
@@ -118,14 +129,22 @@ def align(data: EvalData, class_names: list[str]) -> data_lib.Split:
   return data_lib.Split(data.split.images, to_run[data.split.labels])
 
 
-def evaluate(workdir: str, spec: str, which: str | int = "best", weights: str = "raw") -> dict[str, Any]:
+def default_weights(config) -> str:
+  """The weights a run chose its best checkpoint by and tested: ``train.best_by`` ("raw" if absent)."""
+  return config["train"].get("best_by", "raw")
+
+
+def evaluate(workdir: str, spec: str, which: str | int = "best", weights: str | None = None) -> dict[str, Any]:
   """Evaluates checkpoint ``which`` of ``workdir`` on the data ``spec`` (see the module doc).
+
+  ``weights``: "raw" or "ema"; None = ``default_weights`` of the run.
 
   Writes ``report.json`` and ``confusion_matrix.png`` (in the run's class
   order) under ``workdir/eval/<data name>_step<N>/`` and returns the report
   with ``step``, ``split`` (the data name) and ``report_path``.
   """
   run = restore(workdir, which)
+  weights = weights or default_weights(run.config)
   data = load_data(spec, run.config.data)
   split = align(data, run.class_names)
   result = evaluate_split(jax.jit(steps.eval_step), ema.weights(run.state, weights), split,
@@ -143,23 +162,30 @@ def confident_errors(probs: np.ndarray, labels: np.ndarray, n: int = 12) -> np.n
 
 
 def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "test",
-                        weights: str = "raw") -> dict[str, Any]:
-  """Restores a checkpoint of a finished or running run and evaluates its ``weights`` ("raw" or "ema").
+                        weights: str | None = None) -> dict[str, Any]:
+  """Restores a checkpoint of a finished or running run and evaluates its ``weights`` ("raw" or "ema";
+  None = ``default_weights``: what the run chose its best checkpoint by).
 
   Writes ``report.json`` and ``confusion_matrix.png`` under
   ``workdir/eval/<split>_step<N>[_ema]/`` and returns the report plus its location.
   """
   config = workdir_lib.load_config(workdir)
+  weights = weights or default_weights(config)
   # A reader: keeps and deletes nothing; "best" by the metric the run chose by.
   ckpts = checkpoint.Checkpoints(workdir, metric=ema.metric_name(config.train))
   step = ckpts.resolve(which)  # verified, before the data is loaded
   dataset = data_lib.load(config.data)
   if split not in dataset.splits:
     raise ValueError(f"Unknown split {split!r}; this run has {sorted(dataset.splits)}.")
+  names, data = workdir_lib.read_class_names(workdir), dataset.splits[split]
+  if names is None:  # a run from before class_names.json
+    names = dataset.class_names
+  elif names != dataset.class_names:  # the data changed since the run: labels by name, or an error
+    data = align(EvalData(split, data, dataset.class_names), names)
   # Only shapes are needed: no pretrained weights are read to evaluate.
-  state = ckpts.restore(step, trainer.abstract_state(config, dataset.num_classes, 1, trainer._phase_of(config, step)))
-  result = evaluate_split(jax.jit(steps.eval_step), ema.weights(state, weights), dataset.splits[split],
-                          config.train.eval_batch_size, dataset.num_classes)
+  state = ckpts.restore(step, trainer.abstract_state(config, len(names), 1, trainer._phase_of(config, step)))
+  result = evaluate_split(jax.jit(steps.eval_step), ema.weights(state, weights), data,
+                          config.train.eval_batch_size, len(names))
   out = os.path.join(workdir, "eval", f"{split}_step{step}" + ("_ema" if weights == "ema" else ""))
-  path = write_report(out, result, dataset.class_names, f"{split}, step {step}, {weights} weights")
+  path = write_report(out, result, names, f"{split}, step {step}, {weights} weights")
   return {"step": step, "split": split, "weights": weights, "report_path": path, **result["report"]}

@@ -23,6 +23,7 @@ from PIL import Image
 
 from tl_jax import models, weights
 from tl_jax.data import cache, image_folder
+from tl_jax.train import ema
 
 
 @functools.cache
@@ -54,18 +55,23 @@ def _softmax_fn(apply_fn, variables) -> Callable[[np.ndarray], np.ndarray]:
   return lambda images: np.asarray(fn(variables, images))
 
 
-def from_run(run) -> Predictor:
-  """A restored checkpoint (``evaluation.restore``) as a predictor of its run's classes."""
-  variables = {"params": run.state.params, "batch_stats": run.state.batch_stats}
+def from_run(run, weights: str = "raw") -> Predictor:
+  """A restored checkpoint (``evaluation.restore``) as a predictor of its run's classes,
+  with its ``weights`` ("raw" or "ema", the moving average)."""
+  chosen = ema.weights(run.state, weights)
+  variables = {"params": chosen.params, "batch_stats": chosen.batch_stats}
   return Predictor(_softmax_fn(run.state.apply_fn, variables), run.config.data.image_size, run.class_names,
-                   f"step {run.step}")
+                   f"step {run.step}" + (", ema weights" if weights == "ema" else ""))
 
 
-def from_workdir(workdir: str, which: str | int = "best") -> Predictor:
-  """The run's checkpoint ``which`` (``best``, ``latest`` or a step)."""
+def from_workdir(workdir: str, which: str | int = "best", weights: str | None = None) -> Predictor:
+  """The run's checkpoint ``which`` (``best``, ``latest`` or a step), predicting the classes it
+  trained on (stored with the run) with ``weights``: None = those the run chose its best
+  checkpoint by (``evaluation.default_weights``)."""
   from tl_jax.evaluate import evaluation  # imports the trainer: only this constructor needs it
 
-  predictor = from_run(evaluation.restore(workdir, which))
+  run = evaluation.restore(workdir, which)
+  predictor = from_run(run, weights or evaluation.default_weights(run.config))
   return dataclasses.replace(predictor, source=f"{workdir} {predictor.source}")
 
 

@@ -199,6 +199,7 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   mesh = sharding.make_mesh()
   dataset = data_lib.load(config.data)
   config_checks.check_splits(config, dataset)
+  workdir_lib.check_class_names(workdir, dataset.class_names)  # readers of the run take its classes from there
   val_name = "val" if "val" in dataset.splits else "test"
   if val_name == "test":
     log.warning("No validation split (data.val_fraction=0): the best checkpoint is chosen on test.")

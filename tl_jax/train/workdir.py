@@ -3,6 +3,7 @@
 A workdir holds everything a run leaves behind::
 
   config.json         the resolved config (a rerun must match it, then resumes)
+  class_names.json    the classes of the head, in label order, as the run loaded them
   events.out.tfevents.*  TensorBoard: the records, train curves, lr per group, confusion matrices
   metrics.jsonl       one JSON record per evaluation
   checkpoints/<step>  Orbax checkpoints: the latest k and the best by val accuracy
@@ -50,6 +51,37 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f"{path} not found: is {workdir!r} the workdir of a tl_jax run?")
   with open(path) as f:
     return ml_collections.ConfigDict(json.load(f))
+
+
+def class_names_path(workdir: str) -> str:
+  return os.path.join(workdir, "class_names.json")
+
+
+def check_class_names(workdir: str, class_names: list[str]) -> None:
+  """Saves the classes the run trains on, or checks that a rerun has the same ones.
+
+  Stored because the data cannot be trusted to give them again: a folder with
+  an empty class folder loads without it (``data.on_error="skip"``) but a
+  rescan (``data.class_names``) keeps it, and folders change after a run.
+  Readers of the run take its classes from here (``read_class_names``).
+  """
+  saved = read_class_names(workdir)
+  class_names = [str(n) for n in class_names]  # numpy strings from some sources
+  if saved is not None and saved != class_names:
+    raise ValueError(
+        f"{workdir} holds a run trained on {len(saved)} classes {saved}; the data now gives "
+        f"{len(class_names)}: {class_names}. Use a new --workdir, or restore the run's data.")
+  if saved is None and jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    _write_atomic(class_names_path(workdir), json.dumps(class_names))
+
+
+def read_class_names(workdir: str) -> list[str] | None:
+  """The classes a run trained on, label i first; None for runs from before the file."""
+  if not os.path.exists(class_names_path(workdir)):
+    return None
+  with open(class_names_path(workdir)) as f:
+    return [str(n) for n in json.load(f)]
 
 
 def metrics_path(workdir: str) -> str:
