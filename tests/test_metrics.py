@@ -59,6 +59,29 @@ def test_report_matches_sklearn(labels_preds):
     assert "top5_accuracy" not in rep
 
 
+def test_macro_averages_over_the_classes_present_as_sklearn(labels_preds):
+    # A test split that lacks a class the run knows (ABSENT: neither a label nor a prediction).
+    # scikit-learn's macro averages (labels=None) run over the classes in y_true or y_pred; the
+    # absent class used to count as 0 and pulled every macro figure down by 1/C of itself.
+    labels, preds = labels_preds
+    absent = NUM_CLASSES  # one class more than the split shows
+    rep = classification_report(confusion_matrix(labels, preds, NUM_CLASSES + 1))
+    assert absent not in labels and absent not in preds
+    p, r, f, _ = skm.precision_recall_fscore_support(labels, preds, average="macro", zero_division=0)
+    assert rep["macro_precision"] == pytest.approx(p)
+    assert rep["macro_recall"] == pytest.approx(r)
+    assert rep["macro_f1"] == pytest.approx(f)
+    assert rep["macro_f1"] == pytest.approx(skm.f1_score(labels, preds, average="macro", zero_division=0))
+    assert rep["weighted_f1"] == pytest.approx(skm.f1_score(labels, preds, average="weighted", zero_division=0))
+    # Every class keeps its entry: the absent one with zeros and support 0.
+    assert len(rep["per_class"]) == NUM_CLASSES + 1
+    assert rep["per_class"][absent] == dict(name=str(absent), precision=0.0, recall=0.0, f1=0.0, support=0)
+    # A class only predicted (never a label) still counts, as in sklearn: recall and F1 0.
+    assert ABSENT_FROM_LABELS in preds and rep["per_class"][ABSENT_FROM_LABELS]["f1"] == 0.0
+    f_present = [c["f1"] for i, c in enumerate(rep["per_class"]) if i != absent]
+    assert rep["macro_f1"] == pytest.approx(np.mean(f_present))
+
+
 def test_report_json_serialisable_with_top5(labels_preds):
     labels, preds = labels_preds
     cm = confusion_matrix(labels, preds, NUM_CLASSES)

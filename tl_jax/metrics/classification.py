@@ -3,6 +3,13 @@
 Everything except :func:`topk_correct` runs on the host with numpy: the
 trainer accumulates a confusion matrix over an epoch and derives all other
 metrics from it, so no per-example arrays have to be kept around.
+
+Macro averages follow scikit-learn's default (``labels=None``): they run over
+the classes present in the labels or the predictions. A class of the run that
+a test split lacks entirely (no example, never predicted) has no precision or
+recall to average; counting it as 0 would lower the macro figures by the share
+of such classes, which depends on the split rather than on the model. Every
+class keeps its ``per_class`` entry (zeros, ``support`` 0).
 """
 
 from __future__ import annotations
@@ -56,7 +63,8 @@ def classification_report(
 
     Precision of a class that is never predicted, and recall of a class with
     no true examples, are defined as 0 (like sklearn's ``zero_division=0``);
-    F1 is then 0 as well. Such classes still count in the macro averages.
+    F1 is then 0 as well. Such classes count in the macro averages unless
+    they are neither a label nor a prediction (sklearn's ``average="macro"``).
 
     Args:
         confusion: ``[C, C]`` matrix from :func:`confusion_matrix`.
@@ -66,8 +74,9 @@ def classification_report(
 
     Returns:
         Dict with ``accuracy``, ``num_examples``, ``per_class`` (list of
-        ``{name, precision, recall, f1, support}``), ``macro_precision``,
-        ``macro_recall``, ``macro_f1``, ``weighted_f1`` and, if
+        ``{name, precision, recall, f1, support}``, one per class),
+        ``macro_precision``, ``macro_recall``, ``macro_f1`` (over the classes
+        present in labels or predictions), ``weighted_f1`` and, if
         ``top5_correct`` is given, ``top5_accuracy``. All values are plain
         Python ``int``/``float``/``str``.
     """
@@ -87,6 +96,9 @@ def classification_report(
     precision = _safe_div(tp, predicted)
     recall = _safe_div(tp, support)
     f1 = _safe_div(2 * precision * recall, precision + recall)
+    # sklearn's macro: over the classes that occur as a label or a prediction.
+    present = (support + predicted) > 0
+    macro = lambda x: float(x[present].mean()) if present.any() else 0.0
 
     report: dict[str, Any] = {
         "accuracy": float(tp.sum() / total) if total else 0.0,
@@ -101,9 +113,9 @@ def classification_report(
             }
             for name, p, r, f, s in zip(class_names, precision, recall, f1, support)
         ],
-        "macro_precision": float(precision.mean()) if num_classes else 0.0,
-        "macro_recall": float(recall.mean()) if num_classes else 0.0,
-        "macro_f1": float(f1.mean()) if num_classes else 0.0,
+        "macro_precision": macro(precision),
+        "macro_recall": macro(recall),
+        "macro_f1": macro(f1),
         "weighted_f1": float((f1 * support).sum() / total) if total else 0.0,
     }
     if top5_correct is not None:
