@@ -7,7 +7,8 @@ The config argument is ``<train examples>,<height>,<width>`` (default CIFAR-10's
   python scripts/train.py --config configs/bit_hyperrule.py:50000,32,32 \
       --config.data.name=tfds --config.data.tfds.name=cifar10 --workdir runs/bit_cifar10
 
-  CIFAR-10 (50k examples, 32 px): 128 px crops (resize 160, crop 128), 10k steps, batch 512,
+  CIFAR-10 (50k examples, 32 px): 128 px crops (resize 160, crop 128), exactly 10,000 steps
+  (train.num_steps; whole epochs of the 45k train split would give 103 x 87 = 8,961), batch 512,
   SGD momentum 0.9, lr 0.003 with 500 warm-up steps and /10 at 3k, 6k and 9k. The paper
   reports 97.6% top-1 for BiT-M-R50x1 on CIFAR-10 with this rule (Table 6 of the paper's
   appendix); not reproduced here (no network for the weights; days on a 2-core CPU).
@@ -42,7 +43,9 @@ def get_config(arg: str = "50000,32,32"):
                  boundaries=r.supports[1:-1], kwargs=dict(momentum=hyperrule.MOMENTUM))
   c.mixup.update(alpha=r.mixup_alpha, prob=1.0)  # alpha 0: off
   c.train.batch_size = hyperrule.BATCH_SIZE
-  # tl_jax trains in epochs: enough of them to cover the rule's steps.
+  # The rule's steps exactly: epochs drop each one's remainder and would end short of them.
+  c.train.num_steps = r.steps
+  # Unused for the length (num_steps sets it); eval_every_epochs still counts in these epochs.
   c.train.num_epochs = max(1, math.ceil(r.steps * hyperrule.BATCH_SIZE / n))
   c.lock()
   return c

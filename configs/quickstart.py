@@ -76,6 +76,7 @@ def get_config() -> ml_collections.ConfigDict:
                  clip_grad_norm=0.0)  # > 0: global-norm clipping of the trainable gradients
   c.train = dict(
       num_epochs=5,
+      num_steps=0,  # > 0: the run's length in steps, exactly (epochs drop each one's remainder); 0 = num_epochs
       batch_size=32,
       eval_batch_size=128,
       eval_every_epochs=1,

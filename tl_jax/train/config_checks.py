@@ -1,8 +1,8 @@
 """Checks of a config before any work starts, each naming the key and the fix.
 
 ``check(config)``: settings that would crash late or obscurely (batch sizes,
-epochs, cadences). ``check_splits(config, dataset)``: every split gives at
-least one batch. ``unknown_override(argv)``: a ``--config.a.b=...`` key that
+epochs or steps, cadences). ``check_splits(config, dataset)``: every split
+gives at least one batch. ``unknown_override(argv)``: a ``--config.a.b=...`` key that
 the config does not have, with the closest keys that it does.
 """
 
@@ -29,6 +29,10 @@ def check(config) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise InvalidInput(f"train.{key}={value!r}: it must be a positive integer "
                          f"(e.g. --config.train.{key}={_example(key)}).")
+  num_steps = tcfg.get("num_steps", 0)
+  if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
+    raise InvalidInput(f"train.num_steps={num_steps!r}: it must be a whole number of steps, or 0 to train "
+                       "train.num_epochs epochs (e.g. --config.train.num_steps=10000).")
   mode = tcfg.get("on_nonfinite", "stop")
   if mode not in guard.MODES:
     raise InvalidInput(f"train.on_nonfinite={mode!r}: use one of {', '.join(guard.MODES)}.")

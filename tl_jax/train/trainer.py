@@ -206,7 +206,7 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   sharding.check_batch_size(tcfg.batch_size, mesh)
   sharding.check_batch_size(tcfg.eval_batch_size, mesh, "train.eval_batch_size")
   steps_per_epoch = len(dataset.splits["train"]) // tcfg.batch_size
-  total_steps = tcfg.num_epochs * steps_per_epoch
+  total_steps = tcfg.get("num_steps", 0) or tcfg.num_epochs * steps_per_epoch  # num_steps: exactly
   ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints, metric=ema.metric_name(tcfg))
   ckpts.set_aside_rejected()  # never restored, never deleted: moved out of the way of new saves
   phase = _phase_of(config, ckpts.latest_step() or 0)
@@ -289,7 +289,7 @@ def _train(run: _Run, state):
       window.append(m)
       bar.update()
       epoch, in_epoch = divmod(step + 1, run.steps_per_epoch)
-      if in_epoch or not (epoch % tcfg.eval_every_epochs == 0 or step + 1 == run.total_steps):
+      if (in_epoch or epoch % tcfg.eval_every_epochs) and step + 1 != run.total_steps:  # the last step may end mid-epoch
         if (step + 1) % tcfg.log_every_steps == 0:  # reading values syncs: not every step
           run.guard.check(window, window_start)
           bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
