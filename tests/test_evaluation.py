@@ -12,7 +12,6 @@ import tensorflow_datasets as tfds
 
 from tl_jax import data
 from tl_jax.evaluate import evaluation
-from tl_jax.train import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Data label j is the run's class PERM[j]: the data lists the digits in another order.

@@ -11,16 +11,21 @@ from tl_jax.studies import compare
 from tl_jax.train import feature_cache, steps, trainer
 
 
+def _reasons(cfg, state, split):
+  variables = {"params": state.params, "batch_stats": state.batch_stats}
+  return feature_cache.reasons_not(cfg, trainer.plan_of(cfg, 10), split, state.apply_fn, variables)
+
+
 def test_head_on_cached_features_equals_head_on_images(quickstart_config):
   cfg = quickstart_config
   cfg.unlock()
   cfg.data.image_size = 32
   cfg.param_groups = dict(preset=dict(name="linear_probe"))
   state, groups = trainer.create_state(cfg, 10, 10)
-  assert feature_cache.applies(cfg, groups, state.batch_stats)
   rng = np.random.default_rng(0)
   split = data_lib.Split(rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8),
                          rng.integers(0, 10, 24).astype(np.int32))
+  assert not _reasons(cfg, state, split)
   cached = feature_cache.extract(state, split, batch_size=16)
   assert cached.images.shape == (24, 1280) and cached.images.dtype == np.float32
   step = jax.jit(steps.train_step)  # dropout 0.2 included: same rng, same masks
@@ -36,7 +41,7 @@ def test_head_on_cached_features_equals_head_on_images(quickstart_config):
   # A trained backbone (or batch statistics) rules caching out.
   cfg.param_groups = dict(preset=dict(name="linear_probe"), frozen=dict(bn="batch"))
   state, groups = trainer.create_state(cfg, 10, 10, pretrained=False)
-  assert not feature_cache.applies(cfg, groups, state.batch_stats)
+  assert _reasons(cfg, state, split) == ["the backbone trains (or changes BatchNorm mode) in some phase"]
 
 
 def test_train_per_class_subsets_training_split():

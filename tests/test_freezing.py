@@ -1,9 +1,7 @@
 """Freezing: partition rules, frozen params/statistics, optimizer state, backward compute."""
 
-import functools
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 

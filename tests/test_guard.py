@@ -85,6 +85,6 @@ def test_skip_step_drops_the_nonfinite_updates_and_finishes(tmp_path):
   summary = trainer.train_and_evaluate(cfg, str(tmp_path / "run"))
   assert summary["skipped_steps"] == 6 and np.isfinite(summary["final_test_accuracy"])
   ckpts = checkpoint.Checkpoints(str(tmp_path / "run"))
-  params = [jax.device_get(ckpts.restore(s, trainer.abstract_state(cfg, 10, 12, trainer._phase_of(cfg, s))).params)
+  params = [jax.device_get(ckpts.restore(s, trainer.abstract_state(cfg, 10, 12, trainer.plan_of(cfg, 10).phase_of_checkpoint(s))).params)
             for s in (8, 12)]
   jax.tree.map(np.testing.assert_array_equal, *params)  # nothing changed after step 6

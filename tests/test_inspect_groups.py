@@ -8,11 +8,11 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from tl_jax import partition
 from tl_jax.freezing import inspect_groups, optim, strategies
+from tl_jax.freezing.plan import Plan
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -88,7 +88,7 @@ def test_phases_and_bad_phase(quickstart_config, tmp_path):
     inspect_groups.inspect(cfg, 2)
   # What a run writes at its start: every phase's table.
   variables = inspect_groups.abstract_variables(cfg, 10)
-  path = inspect_groups.write(str(tmp_path), cfg, variables["params"], variables["batch_stats"])
+  path = inspect_groups.write(str(tmp_path), Plan.from_config(cfg, variables), variables["params"])
   text = open(path).read()
   assert "phase 0 (from step 0)" in text and "phase 1 (from step 100)" in text
   saved = json.load(open(tmp_path / "param_groups.json"))

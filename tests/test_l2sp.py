@@ -3,7 +3,6 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from tl_jax import partition
 from tl_jax.freezing import optim
@@ -54,13 +53,37 @@ def test_large_alpha_keeps_weights_near_w0_weight_decay_pulls_to_zero(quickstart
     for batch in batches:
       s, _ = step(s, batch, jax.random.key(0))
     w = partition.flatten(jax.device_get(s.params))
-    return _norm({p: w[p] - w0[p] for p in trained}, trained), _norm(w, trained)
+    return _norm({p: w[p] - w0[p] for p in trained}, trained), _norm(w, matrices), _norm(w, vectors)
 
-  drift_plain, _ = run()
-  drift_l2sp, _ = run(l2sp=dict(alpha=8.0, beta=0.0))
-  drift_wd, norm_wd = run(l2sp=dict(alpha=0.0, beta=0.0), weight_decay=8.0)
-  norm0 = _norm(w0, trained)
+  # Weight decay skips 1-D parameters (norm scales, biases) unless optim.decay_1d, as timm does.
+  matrices = [p for p in trained if w0[p].ndim > 1]
+  vectors = [p for p in trained if w0[p].ndim <= 1]
+  drift_plain, _, _ = run()
+  drift_l2sp, _, _ = run(l2sp=dict(alpha=8.0, beta=0.0))
+  drift_wd, norm_wd, norm_wd_1d = run(l2sp=dict(alpha=0.0, beta=0.0), weight_decay=8.0)
+  _, _, norm_all_1d = run(weight_decay=8.0, decay_1d=True)
+  norm0, norm0_1d = _norm(w0, matrices), _norm(w0, vectors)
   print(f"||w - w0||: plain {drift_plain:.4f}, L2-SP {drift_l2sp:.4f}, weight decay {drift_wd:.4f}; "
-        f"||w0|| {norm0:.3f}, ||w|| after weight decay {norm_wd:.4f}")
+        f"||w0|| {norm0:.3f}, ||w|| after weight decay {norm_wd:.4f}; 1-D: {norm0_1d:.3f} -> {norm_wd_1d:.3f} "
+        f"(decay_1d: {norm_all_1d:.4f})")
   assert 0 < drift_l2sp < 0.3 * drift_plain
-  assert norm_wd < 0.1 * norm0 and drift_wd > 0.9 * norm0
+  assert norm_wd < 0.1 * norm0 and drift_wd > 0.5 * norm0
+  assert norm_wd_1d > 0.5 * norm0_1d and norm_all_1d < 0.1 * norm0_1d
+
+
+def test_frozen_parameters_hold_no_l2sp_anchor(quickstart_config):
+  """A linear probe with L2-SP keeps no copy of the frozen backbone in its optimizer state
+  (frozen groups hold no state); the trained backbone parameters of a partial fine-tune do."""
+  cfg = quickstart_config
+  cfg.unlock()
+  cfg.data.image_size = 32
+  cfg.optim.l2sp = dict(alpha=0.1, beta=0.01)
+  for preset, anchored in ((dict(name="linear_probe"), 0), (dict(name="top_k_stages", k=1), None)):
+    cfg.param_groups = dict(preset=preset)
+    state = jax.eval_shape(lambda: trainer.create_state(cfg, 10, 10, pretrained=False)[0])
+    anchor = partition.flatten(state.opt_state[1].anchor)  # slot 1 of the chain: L2-SP
+    groups = trainer.plan_of(cfg, 10).groups[0]
+    full = {p for p, a in anchor.items() if a.shape != ()}
+    assert full == {p for p in anchor if p.startswith("backbone/") and groups.trainable(p)}
+    if anchored is not None:
+      assert len(full) == anchored

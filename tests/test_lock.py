@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -13,7 +12,7 @@ from tl_jax.errors import LockHeld
 from tl_jax.train import trainer, workdir_lock
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_HOLD = ("import sys, time; from tl_jax import workdir_lock\n"
+_HOLD = ("import sys, time; from tl_jax.train import workdir_lock\n"
          "with workdir_lock.hold(sys.argv[1]):\n  print('held', flush=True); time.sleep(600)\n")
 
 

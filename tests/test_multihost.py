@@ -21,7 +21,6 @@ import jax
 import noise
 import numpy as np
 import orbax.checkpoint as ocp
-import pytest
 
 from tl_jax import partition
 from tl_jax.data import in_package

@@ -6,8 +6,8 @@ import numpy as np
 
 from tl_jax import partition
 from tl_jax.evaluate import evaluation
-from tl_jax.freezing import strategies
-from tl_jax.train import steps, trainer
+from tl_jax.freezing import optim, strategies
+from tl_jax.train import steps, trainer, workdir as workdir_lib
 
 
 def _lp_ft(cfg):
@@ -32,10 +32,12 @@ def test_phase_change_carries_optimizer_state(quickstart_config, random_batch):
   assert int(new.step) == 2
   for a, b in ((old.params, new.params), (old.batch_stats, new.batch_stats)):
     jax.tree.map(np.testing.assert_array_equal, a, jax.device_get(b))
-  old_head = old.opt_state.inner_states["head"].inner_state[0]
-  new_opt = jax.device_get(new.opt_state.inner_states)
-  new_head, new_backbone = new_opt["head"].inner_state[0], new_opt["backbone"].inner_state[0]
+  old_head = old.opt_state[3].inner_states["head"].inner_state[0]  # slot 3 of the chain: the groups
+  new_opt = jax.device_get(new.opt_state[3].inner_states)
+  # Parameters trained from phase 1 on are their own optimizer group: fresh moments and count.
+  new_head, new_backbone = new_opt["head"].inner_state[0], new_opt["backbone@1"].inner_state[0]
   assert int(new_head.count) == 2 and int(new_backbone.count) == 0
+  assert int(optim.run_count(new.opt_state)) == 2  # the run schedule goes on from the run's step
   jax.tree.map(np.testing.assert_array_equal, old_head.mu["head"], new_head.mu["head"])
   assert np.any(new_head.mu["head"]["kernel"] != 0)
   assert all(not np.any(x) for x in jax.tree.leaves(new_backbone.mu))  # newly trained: fresh moments
@@ -62,3 +64,7 @@ def test_gradual_unfreezing_in_the_trainer_compiles_once_per_phase(quickstart_co
   # The final checkpoint belongs to phase 3; the evaluator rebuilds that structure.
   report = evaluation.evaluate_checkpoint(str(tmp_path / "run"), "latest", "test")
   assert report["accuracy"] == summary["final_test_accuracy"]
+  # The logged learning rate is the run schedule's at the record's last step, in every phase.
+  schedule = optim.schedule(cfg.optim, 15)
+  for record in workdir_lib.read_metrics(str(tmp_path / "run")):
+    assert record["lr"] == float(schedule(record["step"] - 1))

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from tl_jax import partition
-from tl_jax.freezing import optim, strategies
+from tl_jax.freezing import strategies
 from tl_jax.train import steps, trainer
 
 

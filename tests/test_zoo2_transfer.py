@@ -2,12 +2,18 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import pytest
 
 from tl_jax import partition
 from tl_jax.freezing import optim, strategies
-from tl_jax.train import feature_cache
+from tl_jax.freezing.plan import Plan
 
+
+def _fixed(params, param_groups) -> bool:
+  """Whether the plan of ``param_groups`` keeps the backbone one fixed function (features cacheable)."""
+  config = ml_collections.ConfigDict({"param_groups": param_groups})
+  return Plan.from_config(config, {"params": params}).backbone_fixed()
 
 def _abstract(name, num_classes=0):
   from tl_jax import models
@@ -62,14 +68,13 @@ def test_groupnorm_groups(quickstart_config):
   assert len(norms) == 2 * (3 * 16 + 1)  # three per unit, the top
   rules = (("head/.*", "head"), (".*", "frozen"))
   for mode in ("running", "batch", ""):
-    groups = optim.ParamGroups.from_config(params, {"rules": rules, "frozen": {"bn": mode}}
-                                           if mode else {"rules": rules})
+    pg = {"rules": rules, "frozen": {"bn": mode}} if mode else {"rules": rules}
+    groups = optim.ParamGroups.from_config(params, pg)
     assert {p for p in paths if groups.trainable(p)} == {"head/kernel", "head/bias"}
-    assert groups.frozen_bn({}) == frozenset() and strategies.frozen_backbone(groups, {})
-    assert feature_cache.applies(quickstart_config, groups, {})
+    assert groups.frozen_bn({}) == frozenset() and _fixed(params, pg)
   groups = optim.ParamGroups.from_config(params, {"rules": rules, "frozen": {"bn": "train_affine"}})
   assert {p for p in paths if groups.trainable(p)} == norms | {"head/kernel", "head/bias"}
-  assert not strategies.frozen_backbone(groups, {})
+  assert not _fixed(params, {"rules": rules, "frozen": {"bn": "train_affine"}})
 
 
 def test_densenet_frozen_bn_follows_its_group():

@@ -2,13 +2,20 @@
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
 from tl_jax import data as data_lib, partition
 from tl_jax.freezing import optim, strategies
+from tl_jax.freezing.plan import Plan
 from tl_jax.train import feature_cache, steps, trainer
 
+
+def _fixed(params, param_groups) -> bool:
+  """Whether the plan of ``param_groups`` keeps the backbone one fixed function (features cacheable)."""
+  config = ml_collections.ConfigDict({"param_groups": param_groups})
+  return Plan.from_config(config, {"params": params}).backbone_fixed()
 
 def _abstract(name, num_classes=0):
   from tl_jax import models
@@ -71,15 +78,14 @@ def test_layernorm_groups(convnext_params, convnext_paths, quickstart_config):
   assert len(norms) == 2 * (1 + 3 + 18 + 1)  # stem, 3 downsamplings, 18 blocks, top
   rules = (("head/.*", "head"), (".*", "frozen"))
   for mode in ("running", "batch", ""):
-    groups = optim.ParamGroups.from_config(params, {"rules": rules, "frozen": {"bn": mode}}
-                                           if mode else {"rules": rules})
+    pg = {"rules": rules, "frozen": {"bn": mode}} if mode else {"rules": rules}
+    groups = optim.ParamGroups.from_config(params, pg)
     assert {p for p in convnext_paths if groups.trainable(p)} == {"head/kernel", "head/bias"}
-    assert groups.frozen_bn({}) == frozenset() and strategies.frozen_backbone(groups, {})
-    assert feature_cache.applies(quickstart_config, groups, {})  # nothing to freeze: caching applies
+    assert groups.frozen_bn({}) == frozenset() and _fixed(params, pg)  # nothing to freeze: caching applies
   groups = optim.ParamGroups.from_config(params,
                                          {"rules": rules, "frozen": {"bn": "train_affine"}})
   assert {p for p in convnext_paths if groups.trainable(p)} == norms | {"head/kernel", "head/bias"}
-  assert not strategies.frozen_backbone(groups, {})
+  assert not _fixed(params, {"rules": rules, "frozen": {"bn": "train_affine"}})
 
 
 @pytest.mark.slow  # ~30 s: three compilations of ConvNeXt-T
@@ -90,7 +96,7 @@ def test_convnext_head_on_cached_features_equals_head_on_images(quickstart_confi
   cfg.param_groups = dict(preset=dict(name="linear_probe"))
   state, groups = trainer.create_state(cfg, 10, 10, pretrained=False)
   assert state.batch_stats == {} or not jax.tree.leaves(state.batch_stats)
-  assert feature_cache.applies(cfg, groups, state.batch_stats)
+  assert trainer.plan_of(cfg, 10).backbone_fixed()
   rng = np.random.default_rng(0)
   split = data_lib.Split(rng.integers(0, 256, (16, 32, 32, 3), dtype=np.uint8),
                          rng.integers(0, 10, 16).astype(np.int32))

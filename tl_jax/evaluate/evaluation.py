@@ -35,11 +35,18 @@ import numpy as np
 
 from tl_jax import data as data_lib
 from tl_jax.data import image_folder, in_package, tfds_source
-from tl_jax.freezing import strategies
 from tl_jax.metrics.report import evaluate_split, write_report
 from tl_jax.train import checkpoint, ema, steps, trainer, workdir as workdir_lib
 
 KINDS = ("folder", "npz", "tfds")
+
+
+def _restore_weights(ckpts: checkpoint.Checkpoints, step: int, config, num_classes: int) -> steps.TrainState:
+  """Checkpoint ``step``'s weights (params, statistics, averages) in the structure of the phase that
+  saved it; the optimizer state is not read (evaluating needs none)."""
+  plan = trainer.plan_of(config, num_classes)
+  abstract = trainer.abstract_state(config, num_classes, 1, plan.phase_of_checkpoint(step), plan=plan)
+  return ckpts.restore(step, abstract, weights_only=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,8 +69,7 @@ def restore(workdir: str, which: str | int = "best") -> Restored:
   names = data_lib.class_names(config.data) if names is None else names  # a run from before the file
   ckpts = checkpoint.Checkpoints(workdir, metric=ema.metric_name(config.train))  # a reader
   step = ckpts.resolve(which)
-  phase = strategies.phase_at(config, max(step - 1, 0))  # the structure of the phase that saved it
-  return Restored(config, ckpts.restore(step, trainer.abstract_state(config, len(names), 1, phase)), step, names)
+  return Restored(config, _restore_weights(ckpts, step, config, len(names)), step, names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -183,7 +189,7 @@ def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "t
   elif names != dataset.class_names:  # the data changed since the run: labels by name, or an error
     data = align(EvalData(split, data, dataset.class_names), names)
   # Only shapes are needed: no pretrained weights are read to evaluate.
-  state = ckpts.restore(step, trainer.abstract_state(config, len(names), 1, trainer._phase_of(config, step)))
+  state = _restore_weights(ckpts, step, config, len(names))
   result = evaluate_split(jax.jit(steps.eval_step), ema.weights(state, weights), data,
                           config.train.eval_batch_size, len(names))
   out = os.path.join(workdir, "eval", f"{split}_step{step}" + ("_ema" if weights == "ema" else ""))

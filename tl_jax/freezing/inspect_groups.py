@@ -1,9 +1,9 @@
 """Which parameter lands in which group, with which learning rate and BatchNorm mode.
 
 ``inspect(config, phase=N)`` builds the parameter shapes of ``config.model``
-(``jax.eval_shape``: nothing is computed, no weights are read), labels them with
-``config.param_groups`` as the trainer does (``optim.ParamGroups``) and returns
-one ``Row`` per parameter. ``format_table`` prints it; ``write`` puts the same
+(``jax.eval_shape``: nothing is computed, no weights are read), reads the run's plan from
+them exactly as the trainer does (``freezing.plan.Plan``) and returns one ``Row`` per
+parameter of phase N. ``format_table`` prints it; ``write`` puts the same
 tables, for every phase, into a run's workdir (``param_groups.txt`` and
 ``param_groups.json``) when it starts::
 
@@ -21,7 +21,8 @@ import jax
 import jax.numpy as jnp
 
 from tl_jax import models, partition
-from tl_jax.freezing import optim, strategies
+from tl_jax.freezing import strategies
+from tl_jax.freezing.plan import Plan
 
 NO_BN = "-"  # the BatchNorm column of parameters of other layers
 
@@ -48,24 +49,20 @@ def _order(paths: list[str]) -> list[str]:
   return sorted(paths, key=lambda p: (unit(p), natural(p)))
 
 
-def rows(params: Mapping[str, Any], batch_stats: Mapping[str, Any], groups: optim.ParamGroups) -> list[Row]:
-  """One row per parameter, from input to head, from the trainer's own ``ParamGroups``.
+def rows(params: Mapping[str, Any], plan: Plan, phase: int = 0) -> list[Row]:
+  """One row per parameter, from input to head: phase ``phase`` of the trainer's own plan.
 
-  A BatchNorm layer (one holding ``batch_stats``) runs in the mode its
-  ``scale`` parameter's group sets: ``running`` statistics, ``batch``
+  A BatchNorm layer (one holding ``batch_stats``) runs in the mode its group
+  sets (``optim.ParamGroups.bn_mode``): ``running`` statistics, ``batch``
   statistics, or ``train_affine`` (running statistics, trained scale and bias).
   """
-  bn_layers = {p.rsplit("/", 1)[0] for p in partition.flatten(batch_stats)}
-  running = groups.frozen_bn(batch_stats)
+  groups = plan.groups[phase]
   flat, out = partition.flatten(params), []
   for path in _order(list(flat)):
     x = flat[path]
     label, layer = groups.labels[path], path.rsplit("/", 1)[0]
     s = groups.settings[label]
-    bn = NO_BN
-    if layer in bn_layers:
-      own = groups.settings[groups.labels[f"{layer}/scale"]].bn
-      bn = "train_affine" if own == "train_affine" else "running" if layer in running else "batch"
+    bn = groups.bn_mode(layer) if layer in plan.bn_layers else NO_BN
     lr = s.lr_mult * groups.lr_scale.get(path, 1.0) if s.trainable else 0.0
     out.append(Row(path, tuple(int(d) for d in x.shape), int(x.size), label, s.trainable, lr, bn))
   return out
@@ -83,14 +80,6 @@ def totals(table: list[Row]) -> dict[str, dict[str, Any]]:
     if r.bn != NO_BN and r.path.endswith("/scale"):
       t["bn_layers"][r.bn] = t["bn_layers"].get(r.bn, 0) + 1
   return out
-
-
-def _groups(config, params, phase: int) -> optim.ParamGroups:
-  n = len(strategies.phases(config))
-  if not 0 <= phase < n:
-    raise ValueError(f"--phase {phase}: this config has {n} phase(s), 0..{n - 1} (config.phases).")
-  # The trainer's call: phases share settings but not every label.
-  return optim.ParamGroups.from_config(params, strategies.phase_groups(config, phase), strict=n == 1)
 
 
 def abstract_variables(config, num_classes: int) -> dict[str, Any]:
@@ -112,8 +101,10 @@ def inspect(config, phase: int = 0, num_classes: int = 10) -> list[Row]:
     num_classes: size of the new head (only its shape depends on it).
   """
   variables = abstract_variables(config, num_classes)
-  params, batch_stats = variables["params"], variables.get("batch_stats", {})
-  return rows(params, batch_stats, _groups(config, params, phase))
+  plan = Plan.from_config(config, variables)
+  if not 0 <= phase < len(plan):
+    raise ValueError(f"--phase {phase}: this config has {len(plan)} phase(s), 0..{len(plan) - 1} (config.phases).")
+  return rows(variables["params"], plan, phase)
 
 
 def _fmt_lr(lo: float, hi: float) -> str:
@@ -146,11 +137,10 @@ def to_json(table: list[Row]) -> dict[str, Any]:
   return {"rows": [dataclasses.asdict(r) | {"shape": list(r.shape)} for r in table], "totals": totals(table)}
 
 
-def write(workdir: str, config, params: Mapping[str, Any], batch_stats: Mapping[str, Any]) -> str:
+def write(workdir: str, plan: Plan, params: Mapping[str, Any]) -> str:
   """``param_groups.txt`` and ``.json`` in ``workdir``: every phase's table; returns the txt path."""
-  n = len(strategies.phases(config))
-  tables = [rows(params, batch_stats, _groups(config, params, p)) for p in range(n)]
-  start = [s for s, _ in strategies.phases(config)]
+  n, start = len(plan), plan.starts
+  tables = [rows(params, plan, p) for p in range(n)]
   os.makedirs(workdir, exist_ok=True)
   path = os.path.join(workdir, "param_groups.txt")
   with open(path, "w") as f:

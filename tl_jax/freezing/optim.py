@@ -25,10 +25,23 @@ weights the optimizer was initialised with (the pretrained ones);
 ``config.optim.weight_decay`` adds plain L2 ``wd/2 ||w||^2`` to the loss.
 ``config.optim.clip_grad_norm`` (0 = off) scales the trainable parameters'
 gradients to at most that global norm, first in the chain.
+
+Across phases (``freezing.plan``) the optimizer keeps one shape, so its state carries by
+parameter path: the chain always has the same slots (identity where a feature is off) and
+one run schedule at its end, whose count is the run's step whatever phase a group became
+trainable in (a step dropped by ``train.on_nonfinite=skip_step`` does not advance it, as
+``optax.apply_if_finite``). Parameters that become trainable in phase ``p`` form their own
+optimizer group ``<label>@p``: fresh moments and a fresh Adam count (bias correction), while
+parameters that stay trainable in the same group keep theirs.
+
+Decoupled and L2 weight decay (``optim.weight_decay``, AdamW's ``kwargs.weight_decay``) skip
+1-D parameters (norm scales and biases, LayerScale, biases), as timm does; set
+``optim.decay_1d=True`` to decay them too.
 """
 
 from collections.abc import Mapping
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -62,10 +75,14 @@ class ParamGroups:
   labels: dict[str, str]  # flat path -> label
   settings: dict[str, GroupSettings]
   lr_scale: dict[str, float] = dataclasses.field(default_factory=dict)  # path -> layer decay
+  rules: tuple[tuple[str, str], ...] = ()  # what labelled the paths (norms without parameters use it)
+  # path -> optimizer group: the label, or ``<label>@p`` for parameters trainable since phase p > 0
+  # (set by the plan; empty: the labels).
+  opt_labels: dict[str, str] = dataclasses.field(default_factory=dict)
 
   @classmethod
   def from_config(cls, params: Mapping[str, Any], cfg: Mapping[str, Any], *,
-                  strict: bool = True) -> "ParamGroups":
+                  strict: bool = True, batch_stats: Mapping[str, Any] | None = None) -> "ParamGroups":
     """Labels ``params`` with ``cfg``'s rules (or preset) and validates the per-label settings.
 
     Args:
@@ -73,9 +90,12 @@ class ParamGroups:
       cfg: ``config.param_groups``.
       strict: settings for a label that no rule yields are an error (a typo);
         phases pass False, as they share settings but not all labels.
+      batch_stats: the statistics tree (which layers are norms; optional when every norm has
+        a ``scale``).
     """
     flat = partition.flatten(params)
-    labels = partition.label_paths(flat, strategies.rules(cfg, flat))
+    rules = strategies.rules(cfg, flat)
+    labels = partition.label_paths(flat, rules)
     used = set(labels.values())
     settings = {}
     for label, raw in cfg.items():
@@ -99,18 +119,21 @@ class ParamGroups:
       settings[label] = GroupSettings(**{"trainable": label != FROZEN, **raw})
     for label in used - set(settings):
       settings[label] = GroupSettings(trainable=label != FROZEN)
-    # train_affine in a frozen group: its norm scale/bias become a trainable group.
+    # train_affine in a frozen group: its norm scale/bias become a trainable group. A norm has a
+    # scale, or batch statistics (Keras' BatchNorm(scale=False) has only a bias).
+    norms = {p.rsplit("/", 1)[0] for p in partition.flatten(batch_stats or {})}
+    norms |= {p.rsplit("/", 1)[0] for p in flat if p.endswith("/scale")}
     for path, label in list(labels.items()):
       s = settings[label]
       layer, name = path.rsplit("/", 1)
-      if s.bn == "train_affine" and not s.trainable and f"{layer}/scale" in flat and name in ("scale", "bias"):
+      if s.bn == "train_affine" and not s.trainable and layer in norms and name in ("scale", "bias"):
         labels[path] = f"{label}_affine"
         settings[labels[path]] = GroupSettings(trainable=True, lr_mult=s.lr_mult, bn="train_affine")
     lr_scale = {}
     if cfg.get("layer_decay"):
       units = strategies.backbone_units(flat)
       lr_scale = {p: float(cfg["layer_decay"]) ** strategies.depth(p, units) for p in flat}
-    return cls(labels, settings, lr_scale)
+    return cls(labels, settings, lr_scale, tuple(tuple(r) for r in rules))
 
   def label_tree(self) -> dict[str, Any]:
     return partition.unflatten(self.labels)
@@ -118,13 +141,26 @@ class ParamGroups:
   def trainable(self, path: str) -> bool:
     return self.settings[self.labels[path]].trainable
 
-  def frozen_bn(self, batch_stats: Mapping[str, Any]) -> frozenset[str]:
-    """Paths of the BatchNorm layers that must use running statistics.
+  def layer_label(self, layer: str) -> str:
+    """The group of a norm layer: that of its ``scale``, else its ``bias``, else the rules' label
+    of its statistics' path (a norm with neither, e.g. ``BatchNorm(use_scale=False, use_bias=False)``)."""
+    for name in ("scale", "bias"):
+      if f"{layer}/{name}" in self.labels:
+        return self.labels[f"{layer}/{name}"]
+    return partition.label_paths([f"{layer}/mean"], self.rules)[f"{layer}/mean"]
 
-    A BatchNorm layer follows the group of its ``scale`` parameter.
-    """
+  def bn_mode(self, layer: str) -> str:
+    """``batch``, ``running`` or ``train_affine``: how the norm layer ``layer`` runs."""
+    s = self.settings[self.layer_label(layer)]
+    return "train_affine" if s.bn == "train_affine" else "running" if s.bn_running else "batch"
+
+  def frozen_bn(self, batch_stats: Mapping[str, Any]) -> frozenset[str]:
+    """Paths of the BatchNorm layers that must use running statistics (``bn_mode`` not ``batch``)."""
     layers = {path.rsplit("/", 1)[0] for path in partition.flatten(batch_stats)}
-    return frozenset(p for p in layers if self.settings[self.labels[f"{p}/scale"]].bn_running)
+    return frozenset(p for p in layers if self.bn_mode(p) != "batch")
+
+  def opt_label(self, path: str) -> str:
+    return self.opt_labels.get(path, self.labels[path])
 
 
 def _scale_tree(scales: Mapping[str, Any]) -> optax.GradientTransformation:
@@ -138,10 +174,10 @@ def _scale_tree(scales: Mapping[str, Any]) -> optax.GradientTransformation:
 
 
 class L2SPState(NamedTuple):
-  anchor: Any  # w0, the starting point the backbone is pulled back to
+  anchor: Any  # w0, the starting point the backbone is pulled back to (a scalar where unused)
 
 
-def l2sp(alpha: float, beta: float, head_mask: Any) -> optax.GradientTransformation:
+def l2sp(alpha: float, beta: float, head_mask: Any, anchored: Any = None) -> optax.GradientTransformation:
   """Adds the gradient of ``alpha/2 ||w - w0||^2`` (backbone) and ``beta/2 ||w||^2`` (head).
 
   Args:
@@ -149,20 +185,35 @@ def l2sp(alpha: float, beta: float, head_mask: Any) -> optax.GradientTransformat
       by ``init``, so a checkpoint keeps them).
     beta: plain L2 on the new head, which has no meaningful starting point.
     head_mask: tree of bools like the params, True for head parameters.
+    anchored: tree of bools, True for the backbone parameters pulled to ``w0`` (the trained
+      ones: a frozen parameter needs no anchor, and keeping one would double its memory);
+      default: every backbone parameter.
   """
+  if anchored is None:
+    anchored = jax.tree.map(lambda h: not h, head_mask)
 
   def init(params):
     # A copy: the params' buffers are donated to the train step.
-    return L2SPState(jax.tree.map(lambda w, h: jnp.zeros((), w.dtype) if h else jnp.copy(w), params, head_mask))
+    return L2SPState(jax.tree.map(lambda w, a: jnp.copy(w) if a else jnp.zeros((), w.dtype), params, anchored))
 
   def update(grads, state, params):
     if params is None:
       raise ValueError("l2sp needs the params: call tx.update(grads, state, params).")
-    penalty = jax.tree.map(lambda w, w0, h: beta * w if h else alpha * (w - w0), params, state.anchor,
-                           head_mask)
-    return jax.tree.map(jnp.add, grads, penalty), state
+    penalty = lambda g, w, w0, h, a: g + beta * w if h else g + alpha * (w - w0) if a else g
+    return jax.tree.map(penalty, grads, params, state.anchor, head_mask, anchored), state
 
   return optax.GradientTransformation(init, update)
+
+
+def decay_mask(params: Any, decay_1d: bool = False) -> Any:
+  """True where weight decay applies: every parameter with ``decay_1d``, else those of 2+ dims
+  (timm's ``param_groups_weight_decay``: no decay of norm scales, biases, LayerScale)."""
+  return jax.tree.map(lambda x: bool(decay_1d) or x.ndim > 1, params)
+
+
+def run_count(opt_state: Any) -> Any:
+  """The run schedule's step count in a state of ``make_optimizer``'s optimizer (its last slot)."""
+  return opt_state[-1].count
 
 
 # Plain-dict registry: config.optim.name -> optax constructor.
@@ -188,39 +239,65 @@ def schedule(cfg: Mapping[str, Any], total_steps: int) -> optax.Schedule:
 
 
 def make_optimizer(cfg: Mapping[str, Any], groups: ParamGroups, total_steps: int) -> optax.GradientTransformation:
-  """``optax.multi_transform`` over the labels: frozen groups get ``set_to_zero``.
+  """``optax.multi_transform`` over the optimizer groups: frozen groups get ``set_to_zero``.
+
+  The chain has the same five slots whatever the settings (clip, L2-SP, weight decay, the
+  groups, layer decay; ``optax.identity`` where off), then the run schedule: every phase's
+  optimizer has the same state paths, and ``strategies.carry_opt_state`` matches them.
 
   Args:
     cfg: ``config.optim``: ``name`` (a key of ``OPTIMIZERS``), ``lr``,
-      ``schedule``, ``warmup_steps``, ``clip_grad_norm`` and keyword
-      arguments of the optax constructor under ``kwargs``.
-    groups: the parameter groups.
+      ``schedule``, ``warmup_steps``, ``clip_grad_norm``, ``weight_decay``, ``l2sp``,
+      ``decay_1d`` and keyword arguments of the optax constructor under ``kwargs``.
+    groups: the parameter groups (of one phase of the plan).
     total_steps: length of the run (for the decay schedule).
   """
   if cfg["name"] not in OPTIMIZERS:
     raise ValueError(f"Unknown optimizer {cfg['name']!r}; known: {sorted(OPTIMIZERS)}.")
-  base, kwargs = schedule(cfg, total_steps), dict(cfg.get("kwargs", {}))
+  kwargs, decay_1d = dict(cfg.get("kwargs", {})), bool(cfg.get("decay_1d", False))
+  if cfg["name"] == "adamw" and not decay_1d:
+    kwargs["mask"] = functools.partial(decay_mask, decay_1d=False)
   transforms = {}
-  for label, s in groups.settings.items():
-    if not s.trainable:
-      transforms[label] = optax.set_to_zero()
-    else:
-      lr = lambda step, m=s.lr_mult: m * base(step)
-      transforms[label] = OPTIMIZERS[cfg["name"]](learning_rate=lr, **kwargs)
-  chain = []
-  if cfg.get("clip_grad_norm"):
-    # On the loss gradients of the trainable parameters only, before any
-    # regulariser or per-group multiplier (torch's clip_grad_norm_ before
-    # step()); frozen gradients stay unread, so XLA still drops their backward.
-    trainable = partition.unflatten({p: groups.trainable(p) for p in groups.labels})
-    chain.append(optax.masked(optax.clip_by_global_norm(float(cfg["clip_grad_norm"])), trainable))
+  for path, opt_label in {p: groups.opt_label(p) for p in groups.labels}.items():
+    s = groups.settings[groups.labels[path]]
+    if opt_label in transforms:
+      continue
+    # The group's multiplier is a constant; the schedule comes once, at the end of the chain
+    # (updates are linear in the learning rate for adam, adamw and sgd).
+    transforms[opt_label] = (OPTIMIZERS[cfg["name"]](learning_rate=s.lr_mult, **kwargs) if s.trainable
+                             else optax.set_to_zero())
+  trainable = partition.unflatten({p: groups.trainable(p) for p in groups.labels})
+  head = partition.unflatten({p: p.startswith(f"{strategies.HEAD}/") for p in groups.labels})
+  identity = optax.identity()
+  # On the loss gradients of the trainable parameters only, before any regulariser or per-group
+  # multiplier (torch's clip_grad_norm_ before step()); frozen gradients stay unread, so XLA
+  # still drops their backward.
+  clip = (optax.masked(optax.clip_by_global_norm(float(cfg["clip_grad_norm"])), trainable)
+          if cfg.get("clip_grad_norm") else identity)
   reg = dict(cfg.get("l2sp") or {})
-  if reg.get("alpha") or reg.get("beta"):
-    head = partition.unflatten({p: p.startswith(f"{strategies.HEAD}/") for p in groups.labels})
-    chain.append(l2sp(float(reg.get("alpha", 0.0)), float(reg.get("beta", 0.0)), head))
-  if cfg.get("weight_decay"):
-    chain.append(optax.add_decayed_weights(float(cfg["weight_decay"])))
-  chain.append(optax.multi_transform(transforms, groups.label_tree()))
-  if groups.lr_scale:
-    chain.append(_scale_tree(partition.unflatten(groups.lr_scale)))
-  return chain[0] if len(chain) == 1 else optax.chain(*chain)
+  anchored = jax.tree.map(lambda t, h: t and not h, trainable, head)
+  l2 = (l2sp(float(reg.get("alpha", 0.0)), float(reg.get("beta", 0.0)), head, anchored)
+        if reg.get("alpha") or reg.get("beta") else identity)
+  wd = (optax.add_decayed_weights(float(cfg["weight_decay"]), functools.partial(decay_mask, decay_1d=decay_1d))
+        if cfg.get("weight_decay") else identity)
+  groups_tx = optax.multi_transform(transforms, partition.unflatten({p: groups.opt_label(p) for p in groups.labels}))
+  decay = _scale_tree(partition.unflatten(groups.lr_scale)) if groups.lr_scale else identity
+  return optax.chain(clip, l2, wd, groups_tx, decay, optax.scale_by_schedule(schedule(cfg, total_steps)))
+
+
+def carry_opt_state(old: Any, new: Any) -> Any:
+  """``new`` optimizer state with every leaf that also exists in ``old`` copied from it.
+
+  Leaves are matched by their full path in the state tree, which names the chain slot, the
+  optimizer group and the parameter (``[3].inner_states['backbone']...mu['backbone']['top']...``;
+  ``make_optimizer`` keeps the slots the same in every phase): the moments and Adam count of
+  groups that stay trainable, the run schedule's count and the L2-SP anchor carry over; groups
+  of newly trained parameters (``<label>@p``) start fresh (frozen ones held no state).
+  """
+  old_leaves = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(old)[0]}
+  paths, treedef = jax.tree_util.tree_flatten_with_path(new)
+  leaves = []
+  for path, x in paths:
+    prev = old_leaves.get(jax.tree_util.keystr(path))
+    leaves.append(prev if prev is not None and getattr(prev, "shape", None) == getattr(x, "shape", None) else x)
+  return jax.tree_util.tree_unflatten(treedef, leaves)

@@ -32,10 +32,6 @@ from collections.abc import Iterable, Mapping, Sequence
 import re
 from typing import Any
 
-import jax
-
-from tl_jax import partition
-
 HEAD, BACKBONE, FROZEN = "head", "backbone", "frozen"
 LABELS = (HEAD, BACKBONE, FROZEN)  # what presets label parameters with
 _STAGE = re.compile(r"backbone/stage(\d+)(/.*)?")
@@ -165,31 +161,3 @@ def phase_groups(config, phase: int) -> dict[str, Any]:
     else:
       base[key] = value
   return base
-
-
-def carry_opt_state(old: Any, new: Any) -> Any:
-  """``new`` optimizer state with every leaf that also exists in ``old`` copied from it.
-
-  Leaves are matched by their full path in the state tree, which names the
-  label and the parameter (``.inner_states['backbone']...mu['backbone']['top']...``):
-  the moments of parameters whose group stays trainable, each group's step
-  count and the L2-SP anchor carry over; newly trained parameters start fresh
-  (frozen ones held no state).
-  """
-  old_leaves = {jax.tree_util.keystr(p): x for p, x in jax.tree_util.tree_flatten_with_path(old)[0]}
-  paths, treedef = jax.tree_util.tree_flatten_with_path(new)
-  leaves = []
-  for path, x in paths:
-    prev = old_leaves.get(jax.tree_util.keystr(path))
-    leaves.append(prev if prev is not None and getattr(prev, "shape", None) == getattr(x, "shape", None) else x)
-  return jax.tree_util.tree_unflatten(treedef, leaves)
-
-
-def frozen_backbone(groups, batch_stats: Mapping[str, Any]) -> bool:
-  """Whether no backbone parameter trains and every BatchNorm uses running statistics.
-
-  Then the backbone is a fixed function and its ``pre_logits`` can be cached.
-  """
-  trains = any(groups.trainable(p) for p in groups.labels if not p.startswith(f"{HEAD}/"))
-  bn_layers = {p.rsplit("/", 1)[0] for p in partition.flatten(batch_stats)}
-  return not trains and groups.frozen_bn(batch_stats) == frozenset(bn_layers)

@@ -21,9 +21,13 @@ from typing import Any
 
 import jax
 from jax.experimental import multihost_utils
+import jax.numpy as jnp
 import orbax.checkpoint as ocp
 
 from tl_jax.errors import CorruptCheckpoint
+
+# What a train state holds besides the optimizer state (``restore(weights_only=True)``).
+_WEIGHTS = ("step", "params", "batch_stats", "ema_params", "ema_batch_stats")
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +202,12 @@ class Checkpoints:
       multihost_utils.sync_global_devices("tl_jax: retention applied")
     self.manager.reload()
 
-  def restore(self, step: int, abstract_state: Any) -> Any:
+  def restore(self, step: int, abstract_state: Any, *, weights_only: bool = False) -> Any:
     """Restores verified ``step`` into the structure (and shardings) of ``abstract_state``.
+
+    With ``weights_only`` the optimizer state is neither read nor checked (``opt_state`` comes
+    back as in ``abstract_state``): an evaluation needs none, and a checkpoint whose optimizer
+    had another shape (an older tl_jax) still evaluates.
 
     Raises:
       CorruptCheckpoint: ``step`` fails verification (its files are left as they are).
@@ -208,4 +216,14 @@ class Checkpoints:
     problem = verify(self._dir(step)) if step in self._on_disk() else "no such step directory"
     if problem:
       raise CorruptCheckpoint(f"Checkpoint {self._dir(step)} is not usable: {problem}.")
-    return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    if not weights_only:
+      return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+    # Orbax's partial restore reads the named subtrees of the step's item and nothing else.
+    target = {k: getattr(abstract_state, k) for k in _WEIGHTS if getattr(abstract_state, k, None) is not None}
+    got = ocp.PyTreeCheckpointer().restore(
+        os.path.join(self._dir(step), "default"),
+        args=ocp.args.PyTreeRestore(item=target, restore_args=ocp.checkpoint_utils.construct_restore_args(target),
+                                    partial_restore=True))
+    put = lambda x, a: jax.device_put(x, a.sharding) if getattr(a, "sharding", None) is not None else jnp.asarray(x)
+    return abstract_state.replace(**jax.tree.map(put, got, target))
+

@@ -1,8 +1,12 @@
 """Training the head on cached backbone features.
 
-When no backbone parameter trains, every BatchNorm uses running statistics
-and there is no augmentation, the backbone is a fixed function of the image:
-its ``pre_logits`` are computed once per split and the head trains on them.
+When the uncached train step would see the same ``pre_logits`` every epoch, they are computed
+once per split and the head trains on them: the plan keeps the backbone fixed (one phase, no
+backbone parameter trains, every BatchNorm uses running statistics), no pixel transform runs
+(augmentation, RandAugment, mixup/CutMix), the training split is not streamed (its images are
+random-resized crops drawn anew each epoch) and the backbone draws no random numbers in
+training (dropout inside it, e.g. VGG's ``fc1``/``fc2``, or stochastic depth), which is read
+from the traced model, not from the config. ``train.cache_features=False`` turns it off.
 The train and eval steps run unchanged; only the state's ``apply_fn`` becomes
 ``Classifier.from_pre_logits``.
 """
@@ -12,21 +16,48 @@ import functools
 import os
 
 import jax
+from jax.extend import core as jex_core
 import numpy as np
 
 from tl_jax import data as data_lib
-from tl_jax.data import mixing, randaugment
-from tl_jax.freezing import strategies
+from tl_jax.data import mixing, randaugment, streaming
 
 
-def applies(config, groups, batch_stats) -> bool:
-  """Whether a run can train on cached features (and is allowed to)."""
-  # Pixel-level transforms (augmentation, mixup/CutMix) need the backbone every step.
-  pixels_change = (data_lib.augment.from_config(config.get("augment")) is not None
-                   or randaugment.from_config(config.get("randaugment")) is not None
-                   or mixing.from_config(config.get("mixup")) is not None)
-  return (bool(config.train.get("cache_features", True)) and len(strategies.phases(config)) == 1
-          and not pixels_change and strategies.frozen_backbone(groups, batch_stats))
+def reasons_not(config, plan, train_split: data_lib.Split, apply_fn, variables) -> list[str]:
+  """Why a run cannot train on cached features (empty: it can, and will)."""
+  out = []
+  if not config.train.get("cache_features", True):
+    out.append("train.cache_features=False")
+  if not plan.backbone_fixed():
+    out.append("the backbone trains (or changes BatchNorm mode) in some phase")
+  if (data_lib.augment.from_config(config.get("augment")) is not None
+      or randaugment.from_config(config.get("randaugment")) is not None
+      or mixing.from_config(config.get("mixup")) is not None):
+    out.append("pixel-level augmentation or mixing")
+  if isinstance(train_split.images, streaming.Streamed):
+    out.append("the training split is streamed (random-resized crops)")
+  if not out and backbone_random(apply_fn, variables, train_split.images.shape[1:]):
+    out.append("the backbone draws random numbers in training (dropout or stochastic depth)")
+  return out
+
+
+def backbone_random(apply_fn, variables, image_shape) -> bool:
+  """Whether the train-mode ``pre_logits`` depend on the dropout key (traced, nothing computed)."""
+
+  def pre_logits(variables, images, key):
+    (_, features), _ = apply_fn(variables, images, train=True, mutable=["batch_stats"], rngs={"dropout": key})
+    return features["pre_logits"]
+
+  shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), variables)
+  images = jax.ShapeDtypeStruct((1, *image_shape), np.uint8)
+  jaxpr = jax.make_jaxpr(pre_logits)(shapes, images, jax.eval_shape(lambda: jax.random.key(0))).jaxpr
+  # Walk back from the output: an equation is needed if it feeds a needed variable (an equation
+  # with a sub-program counts as needing all of its inputs: conservative).
+  needed = {v for v in jaxpr.outvars if isinstance(v, jex_core.Var)}
+  for eqn in reversed(jaxpr.eqns):
+    if any(v in needed for v in eqn.outvars):
+      needed |= {v for v in eqn.invars if isinstance(v, jex_core.Var)}
+  return jaxpr.invars[-1] in needed
 
 
 @functools.partial(jax.jit, static_argnums=0)

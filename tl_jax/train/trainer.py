@@ -24,7 +24,8 @@ import tqdm
 
 from tl_jax import data as data_lib, models, partition, sharding, weights
 from tl_jax.data import mixing, randaugment
-from tl_jax.freezing import inspect_groups, optim, strategies
+from tl_jax.freezing import inspect_groups, optim
+from tl_jax.freezing.plan import Plan
 from tl_jax.metrics import plots
 
 # Public API of the trainer, defined next to what they belong to.
@@ -54,10 +55,16 @@ def _model(config, num_classes: int, **kwargs):
                        bn_momentum=mcfg.get("bn_momentum", 0.0), **kwargs)
 
 
-def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool = True, phase: int = 0):
+def plan_of(config, num_classes: int) -> Plan:
+  """The plan of ``config`` (``freezing.plan``) on its model's parameter shapes: nothing computed."""
+  return Plan.from_config(config, inspect_groups.abstract_variables(config, num_classes))
+
+
+def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool = True, phase: int = 0,
+                 plan: Plan | None = None):
   """Model, initial (pretrained) variables, parameter groups and optimizer.
 
-  Returns ``(state, groups)`` for phase ``phase`` of ``config.phases``.
+  Returns ``(state, groups)`` for phase ``phase`` of ``plan`` (default: the config's).
   """
   mcfg, size = config.model, config.data.image_size
   model, images = _model(config, num_classes), jnp.zeros((1, size, size, 3), jnp.uint8)
@@ -72,18 +79,19 @@ def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool
     variables = model.init(key, images)
     return weights.merge(variables, loaded, dont_load=config.init.dont_load) if loaded else variables
 
-  return build_state(config, num_classes, jax.jit(init)(jax.random.key(config.seed), loaded), total_steps, phase)
+  return build_state(config, num_classes, jax.jit(init)(jax.random.key(config.seed), loaded), total_steps, phase,
+                     plan)
 
 
-def build_state(config, num_classes: int, variables, total_steps: int, phase: int = 0):
+def build_state(config, num_classes: int, variables, total_steps: int, phase: int = 0, plan: Plan | None = None):
   """``(state, groups)`` of phase ``phase`` on ``variables``, with a fresh optimizer.
 
   The model is built once the labels are known: BatchNorm layers of
   ``running``-statistics groups are frozen in it.
   """
-  groups = optim.ParamGroups.from_config(variables["params"], strategies.phase_groups(config, phase),
-                                         strict=len(strategies.phases(config)) == 1)
-  model = _model(config, num_classes, frozen_bn=groups.frozen_bn(variables.get("batch_stats", {})))
+  plan = plan or Plan.from_config(config, variables)
+  groups = plan.groups[phase]
+  model = _model(config, num_classes, frozen_bn=plan.frozen_bn(phase))
   state = steps.TrainState.create(
       apply_fn=model.apply,
       params=variables["params"],
@@ -95,12 +103,12 @@ def build_state(config, num_classes: int, variables, total_steps: int, phase: in
   return ema.init(state.replace(step=jnp.zeros((), jnp.int32)), config.get("train", {})), groups
 
 
-def next_phase(config, state, num_classes: int, total_steps: int, phase: int):
-  """Switches ``state`` to phase ``phase``: same params, batch_stats and step;
-  the optimizer state of groups that stay trainable carries over."""
+def next_phase(config, state, num_classes: int, total_steps: int, phase: int, plan: Plan | None = None):
+  """Switches ``state`` to phase ``phase``: same params, batch_stats and step; the optimizer
+  state of parameters that stay trainable in their group, and the run schedule's count, carry over."""
   new, groups = build_state(config, num_classes, {"params": state.params, "batch_stats": state.batch_stats},
-                            total_steps, phase)
-  return new.replace(step=state.step, opt_state=strategies.carry_opt_state(state.opt_state, new.opt_state),
+                            total_steps, phase, plan)
+  return new.replace(step=state.step, opt_state=optim.carry_opt_state(state.opt_state, new.opt_state),
                      ema_params=state.ema_params, ema_batch_stats=state.ema_batch_stats), groups
 
 
@@ -117,12 +125,11 @@ def enable_compilation_cache(cache_dir: str) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
-def _log_groups(state, groups: optim.ParamGroups) -> None:
+def _log_groups(state, groups: optim.ParamGroups, frozen_bn: int) -> None:
   flat = partition.flatten(state.params)
   sizes: dict[str, int] = {}
   for path, label in groups.labels.items():
     sizes[label] = sizes.get(label, 0) + int(flat[path].size)
-  frozen_bn = len(groups.frozen_bn(state.batch_stats))
   for label, n in sorted(sizes.items()):
     s = groups.settings[label]
     kind = f"trainable, lr x{s.lr_mult:g}" if s.trainable else "frozen"
@@ -131,19 +138,15 @@ def _log_groups(state, groups: optim.ParamGroups) -> None:
 
 
 
-def abstract_state(config, num_classes: int, total_steps: int, phase: int, sharding_=None):
+def abstract_state(config, num_classes: int, total_steps: int, phase: int, sharding_=None,
+                   plan: Plan | None = None):
   """Shapes, dtypes (and ``sharding_``) of phase ``phase``'s state: a restore target
   that reads no pretrained weights."""
   abstract = jax.eval_shape(lambda: create_state(config, num_classes, total_steps, pretrained=False,
-                                                 phase=phase)[0])
+                                                 phase=phase, plan=plan)[0])
   if sharding_ is None:
     return abstract
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_), abstract)
-
-
-def _phase_of(config, step: int) -> int:
-  """The phase of the step that saved checkpoint ``step``."""
-  return strategies.phase_at(config, max(step - 1, 0))
 
 
 @dataclasses.dataclass
@@ -162,12 +165,21 @@ class _Run:
   evaluate: Callable[[Any, data_lib.Split], dict[str, Any]]
   new_train_fn: Callable[[], Callable]  # a fresh jitted train step
   guard: guard_lib.Guard
+  plan: Plan
   phase: int
-  groups: optim.ParamGroups
   train_fns: dict[int, Callable]  # one jitted step per phase: each compiles once
   t_start: float  # the call
   t0: float  # training (feature extraction included)
+  schedule: Callable[[Any], Any] = None  # the run schedule (step -> base lr)
   writer: tensorboard_log.MetricsWriter | None = None  # TensorBoard events; opened by ``_train``
+
+  @property
+  def groups(self) -> optim.ParamGroups:
+    return self.plan.groups[self.phase]
+
+  def lr(self, state) -> float:
+    """The run schedule's learning rate of the last step ``state`` applied (x ``lr_mult`` per group)."""
+    return float(self.schedule(jnp.maximum(optim.run_count(state.opt_state) - 1, 0)))
 
   @property
   def main_process(self) -> bool:
@@ -209,11 +221,16 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   total_steps = tcfg.get("num_steps", 0) or tcfg.num_epochs * steps_per_epoch  # num_steps: exactly
   ckpts = checkpoint.Checkpoints(workdir, keep=tcfg.keep_checkpoints, metric=ema.metric_name(tcfg))
   ckpts.set_aside_rejected()  # never restored, never deleted: moved out of the way of new saves
-  phase = _phase_of(config, ckpts.latest_step() or 0)
-  state, groups = create_state(config, dataset.num_classes, total_steps, phase=phase)
+  plan = plan_of(config, dataset.num_classes)  # the config's freezing, read once
+  phase = plan.phase_of_checkpoint(ckpts.latest_step() or 0)
+  state, groups = create_state(config, dataset.num_classes, total_steps, phase=phase, plan=plan)
   if jax.process_index() == 0:  # every phase's parameter-group table, as scripts/inspect_groups.py prints it
-    inspect_groups.write(workdir, config, state.params, state.batch_stats)
-  cached = feature_cache.applies(config, groups, state.batch_stats)
+    inspect_groups.write(workdir, plan, state.params)
+  not_cached = feature_cache.reasons_not(config, plan, dataset.splits["train"], state.apply_fn,
+                                         {"params": state.params, "batch_stats": state.batch_stats})
+  cached = not not_cached
+  if plan.backbone_fixed() and not_cached:
+    log.info("Backbone frozen, features not cached: %s.", "; ".join(not_cached))
   t0 = time.time()
   if cached:  # part of the first epoch's cost, whose time includes it
     # Only process 0 writes the files; the others extract their own copy rather
@@ -226,7 +243,7 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   log.info("data %s: %s; %d classes; %d steps of batch %d", config.data.name,
            ", ".join(f"{k} {len(v)}" for k, v in dataset.splits.items()), dataset.num_classes,
            total_steps, tcfg.batch_size)
-  _log_groups(state, groups)
+  _log_groups(state, groups, len(plan.frozen_bn(phase)))
 
   on_nonfinite = tcfg.get("on_nonfinite", "stop")
   lr = optim.schedule(config.optim, total_steps)
@@ -243,10 +260,9 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   evaluate = functools.partial(evaluate_split, eval_fn, batch_size=tcfg.eval_batch_size,
                                num_classes=dataset.num_classes, mesh=mesh)
   run = _Run(config, workdir, mesh, dataset, val_name, ckpts, steps_per_epoch, total_steps, cached, evaluate,
-             new_train_fn, guard, phase, groups, {phase: new_train_fn()}, t_start, t0)
-  # The guard names the largest learning rate in use: the schedule times the largest trainable lr_mult.
-  guard.lr = lambda step: lr(step) * max((g.lr_mult for g in run.groups.settings.values() if g.trainable),
-                                         default=1.0)
+             new_train_fn, guard, plan, phase, {phase: new_train_fn()}, t_start, t0, lr)
+  # The guard names the largest learning rate in use: the schedule times the largest multiplier.
+  guard.lr = lambda step: lr(step) * run.plan.max_lr_mult(run.phase)
   return run, sharding.replicate(state, mesh)
 
 
@@ -293,7 +309,7 @@ def _train(run: _Run, state):
         if (step + 1) % tcfg.log_every_steps == 0:  # reading values syncs: not every step
           run.guard.check(window, window_start)
           bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
-          run.writer.train(step + 1, window, run.groups, float(optim.schedule(config.optim, run.total_steps)(step)))
+          run.writer.train(step + 1, window, run.groups, run.lr(state))
         continue
       run.guard.check(window, window_start)  # before the save: a diverged state is never saved
       # input_wait_ms, train_images_per_s: taken before the evaluation's time
@@ -311,14 +327,14 @@ def _train(run: _Run, state):
 
 def _enter_phase(run: _Run, state, step: int):
   """``state`` switched to the phase of ``step`` if that is a new one (with its own jitted step)."""
-  phase = strategies.phase_at(run.config, step)
+  phase = run.plan.phase_at(step)
   if phase == run.phase:
     return state
   run.phase = phase
-  state, run.groups = next_phase(run.config, state, run.dataset.num_classes, run.total_steps, phase)
+  state, _ = next_phase(run.config, state, run.dataset.num_classes, run.total_steps, phase, run.plan)
   run.train_fns[phase] = run.new_train_fn()
   tqdm.tqdm.write(f"step {step}: phase {phase + 1}")
-  _log_groups(state, run.groups)
+  _log_groups(state, run.groups, len(run.plan.frozen_bn(phase)))
   return sharding.replicate(state, run.mesh)
 
 
@@ -332,7 +348,7 @@ def _evaluate_and_save(run: _Run, state, step: int, epoch: int, window, t_epoch:
   if has_ema:
     result_ema = run.evaluate(ema.weights(state, "ema"), run.dataset.splits[run.val_name])
   record = {
-      "step": step, "epoch": epoch, "lr": float(optim.schedule(run.config.optim, run.total_steps)(step - 1)),
+      "step": step, "epoch": epoch, "lr": run.lr(state),
       "train_loss": float(np.mean([w["loss"] for w in host])),
       "train_accuracy": float(np.mean([w["accuracy"] for w in host])),
       "val_loss": result["report"]["loss"], "val_accuracy": result["report"]["accuracy"],
@@ -377,8 +393,8 @@ def _final_evaluation(run: _Run, state) -> dict[str, Any]:
 
 def _restore_at(run: _Run, state, step: int):
   """Checkpoint ``step`` in the state structure of the phase that saved it."""
-  phase = _phase_of(run.config, step)
+  phase = run.plan.phase_of_checkpoint(step)
   if phase == run.phase:
     return run.ckpts.restore(step, state)
   return run.ckpts.restore(step, abstract_state(run.config, run.dataset.num_classes, run.total_steps, phase,
-                                                sharding.replicated(run.mesh)))
+                                                sharding.replicated(run.mesh), run.plan))
