@@ -73,7 +73,9 @@ def get_config() -> ml_collections.ConfigDict:
       backbone=dict(lr_mult=0.1, bn="running"),
   )
   c.optim = dict(name="adam", lr=1e-3, schedule="cosine", warmup_steps=0, kwargs={},
-                 clip_grad_norm=0.0)  # > 0: global-norm clipping of the trainable gradients
+                 clip_grad_norm=0.0,  # > 0: global-norm clipping of the trainable gradients
+                 weight_decay=0.0,  # > 0: L2 (adamw: its own kwargs.weight_decay is decoupled decay)
+                 decay_1d=False)  # weight decay skips 1-D params (norms, biases, LayerScale) unless True
   c.train = dict(
       num_epochs=5,
       num_steps=0,  # > 0: the run's length in steps, exactly (epochs drop each one's remainder); 0 = num_epochs

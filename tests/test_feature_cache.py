@@ -191,3 +191,44 @@ def test_a_recipe_named_after_its_trial_reuses_the_finished_trial(tmp_path, load
   rows = compare.sweep(cfg, str(tmp_path))
   assert [os.path.basename(os.path.dirname(w)) for w in calls] == ["trial_b"]
   assert [r["strategy"] for r in rows] == ["a_recipe", "trial_b"] and rows[0]["test_accuracy"] == 0.7
+
+
+def test_cached_and_uncached_runs_of_a_linear_probe_train_the_same_head(quickstart_config, tmp_path):
+  """The whole trainer, caching on and off: same data order, same dropout keys, same head."""
+  from tl_jax.evaluate import evaluation
+
+  cfg = quickstart_config
+  cfg.unlock()
+  cfg.data.image_size, cfg.train.num_steps, cfg.train.batch_size = 32, 6, 64
+  cfg.param_groups = dict(preset=dict(name="linear_probe"))
+  heads = {}
+  for cache in (True, False):
+    cfg.train.cache_features = cache
+    workdir = str(tmp_path / f"cache_{cache}")
+    trainer.train_and_evaluate(cfg, workdir)
+    assert os.path.isdir(os.path.join(workdir, "feature_cache")) == cache
+    heads[cache] = np.asarray(evaluation.restore(workdir, "latest").state.params["head"]["kernel"])
+  np.testing.assert_allclose(heads[True], heads[False], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name,drop_path,streamed,reason", [
+    ("vgg11_fc", 0.0, False, "the backbone draws random numbers in training (dropout or stochastic depth)"),
+    ("vgg11", 0.0, False, None),  # its only dropout is the head's, after pre_logits
+    ("efficientnet_lite0", 0.1, False, "the backbone draws random numbers in training (dropout or stochastic depth)"),
+    ("efficientnet_lite0", 0.0, True, "the training split is streamed (random-resized crops)"),
+])
+def test_randomness_in_the_uncached_step_rules_caching_out(quickstart_config, name, drop_path, streamed, reason):
+  from tl_jax.data import streaming
+  from tl_jax.freezing import inspect_groups
+
+  cfg = quickstart_config
+  cfg.unlock()
+  cfg.model.name, cfg.model.drop_path_rate, cfg.data.image_size = name, drop_path, 32
+  cfg.param_groups = dict(preset=dict(name="linear_probe"))
+  variables = inspect_groups.abstract_variables(cfg, 10)  # shapes only: VGG's fc1 is 400 MB
+  images = (streaming.Streamed(read=None, indices=np.arange(8), size=32) if streamed
+            else np.zeros((8, 32, 32, 3), np.uint8))
+  split = data_lib.Split(images, np.zeros(8, np.int32))
+  model = trainer._model(cfg, 10)
+  got = feature_cache.reasons_not(cfg, trainer.plan_of(cfg, 10), split, model.apply, variables)
+  assert got == ([] if reason is None else [reason])
