@@ -54,12 +54,18 @@ def _conv_count(fn, *args) -> int:
   return hlo.count(" convolution(") + hlo.count(" dot(")
 
 
-def test_linear_probe_step_has_no_backward_convolutions(quickstart_config, random_batch):
-  cfg = _probe_config(quickstart_config, (("head/.*", "head"), (".*", "frozen")))
+def _probe_and_forward(cfg, random_batch):
+  """A linear probe's state, a batch, a key and the forward pass's convolution count."""
+  cfg = _probe_config(cfg, (("head/.*", "head"), (".*", "frozen")))
   state, _ = trainer.create_state(cfg, 10, 10, pretrained=False)
-  batch, rng = random_batch(), jax.random.key(0)
+  batch = random_batch()
   forward = _conv_count(lambda s, x: s.apply_fn({"params": s.params, "batch_stats": s.batch_stats}, x)[0],
                         state, batch["image"])
+  return cfg, state, batch, jax.random.key(0), forward
+
+
+def test_linear_probe_step_has_no_backward_convolutions(quickstart_config, random_batch):
+  cfg, state, batch, rng, forward = _probe_and_forward(quickstart_config, random_batch)
   probe = _conv_count(steps.train_step, state, batch, rng)
   cfg.param_groups = dict(rules=((".*", "all"),))
   full_state, _ = trainer.create_state(cfg, 10, 10, pretrained=False)
@@ -73,11 +79,7 @@ def test_accumulated_probe_step_neither_computes_nor_carries_frozen_gradients(qu
   """Gradient accumulation's scan carries a sum for every parameter; XLA drops the frozen ones' dead carries."""
   import functools
 
-  cfg = _probe_config(quickstart_config, (("head/.*", "head"), (".*", "frozen")))
-  state, _ = trainer.create_state(cfg, 10, 10, pretrained=False)
-  batch, rng = random_batch(), jax.random.key(0)
-  forward = _conv_count(lambda s, x: s.apply_fn({"params": s.params, "batch_stats": s.batch_stats}, x)[0],
-                        state, batch["image"])
+  _, state, batch, rng, forward = _probe_and_forward(quickstart_config, random_batch)
   step = functools.partial(steps.train_step, grad_accum_steps=2)
   assert _conv_count(step, state, batch, rng) <= forward + 1
   temp = jax.jit(step).lower(state, batch, rng).compile().memory_analysis().temp_size_in_bytes
