@@ -75,7 +75,9 @@ TIMM_NAMES = {
     **{f"vgg{d}{bn}": f"vgg{d}{bn}.tv_in1k" for d in vgg.DEPTHS for bn in ("", "_bn")},
     "mobilenet_v2": "mobilenetv2_100.ra_in1k",
     **{f"efficientnet_lite{k}": f"tf_efficientnet_lite{k}.in1k" for k in range(5)},
-    **{f"keras_efficientnet_b{k}": f"tf_efficientnet_b{k}.in1k" for k in range(8)},
+    # Keras' B0-B7 .h5 are the AutoAugment checkpoints (its top-1 77.1/79.1/80.1/81.6/82.9 for
+    # B0-B4 is timm's .aa_in1k, not .in1k); timm defines no .in1k tag for B6/B7 at all.
+    **{f"keras_efficientnet_b{k}": f"tf_efficientnet_b{k}.aa_in1k" for k in range(8)},
     **{f"keras_efficientnet_v2_{v}": f"tf_efficientnetv2_{v}.in1k"
        for v in ("b0", "b1", "b2", "b3", "s", "m", "l")},
     "keras_mobilenet_v3_large": "tf_mobilenetv3_large_100.in1k",
