@@ -50,3 +50,14 @@ def test_keras_efficientnet_twins_are_the_autoaugment_checkpoints():
     assert published.TIMM_NAMES[f"keras_efficientnet_b{k}"] == f"tf_efficientnet_b{k}.aa_in1k"
     assert weights.SOURCES[(f"keras_efficientnet_b{k}", "timm")].url == published.TIMM.format(
         f"tf_efficientnet_b{k}.aa_in1k")
+
+
+def test_torchvision_efficientnet_normalisation_is_the_weights_own():
+  """torchvision/models/efficientnet.py (pytorch/vision 07a929e8): every *_Weights.transforms uses
+  ImageNet's mean/std but EfficientNet_V2_L_Weights (ported from google/automl): mean = std = 0.5."""
+  from tl_jax import models
+
+  imagenet = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))  # (0.485, 0.456, 0.406) x 255, ...
+  for name in [f"efficientnet_b{k}" for k in range(8)] + ["efficientnet_v2_s", "efficientnet_v2_m"]:
+    assert (models.REGISTRY[name].mean, models.REGISTRY[name].std) == imagenet, name
+  assert models.REGISTRY["efficientnet_v2_l"].mean == models.REGISTRY["efficientnet_v2_l"].std == (127.5,) * 3

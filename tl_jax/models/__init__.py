@@ -121,8 +121,11 @@ REGISTRY: dict[str, ModelInfo] = {
     **{f"keras_vgg{d}{fc}": _vgg(d, False, "fc" if fc else "pool", keras=True)
        for d in (16, 19) for fc in ("", "_fc")},
     # EfficientNetV2: torchvision BatchNorm2d(eps=1e-3) (momentum 0.1); Keras eps 1e-3, momentum 0.9.
-    **{name: _inverted_residual(name, efficientnet.Numerics("torch", 1e-3, 0.9), TORCHVISION_MEAN,
-                                TORCHVISION_STD, "torchvision")
+    # V2-S/M: torchvision's own recipe, ImageNet mean/std; V2-L is ported from google/automl and
+    # normalises with mean = std = 0.5 (torchvision's EfficientNet_V2_L_Weights.transforms).
+    **{name: _inverted_residual(name, efficientnet.Numerics("torch", 1e-3, 0.9),
+                                *((HALF, HALF) if name == "efficientnet_v2_l" else (TORCHVISION_MEAN, TORCHVISION_STD)),
+                                "torchvision")
        for name in ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l")},
     **{f"keras_{name}": _inverted_residual(
         f"keras_{name}", efficientnet.Numerics("SAME", 1e-3, 0.9),
