@@ -61,3 +61,13 @@ def test_torchvision_efficientnet_normalisation_is_the_weights_own():
   for name in [f"efficientnet_b{k}" for k in range(8)] + ["efficientnet_v2_s", "efficientnet_v2_m"]:
     assert (models.REGISTRY[name].mean, models.REGISTRY[name].std) == imagenet, name
   assert models.REGISTRY["efficientnet_v2_l"].mean == models.REGISTRY["efficientnet_v2_l"].std == (127.5,) * 3
+
+
+def test_input_size_is_the_weight_files_own():
+  """torchvision's EfficientNet_B2_Weights (efficientnet.py): crop 288 (Keras' B2 is 260);
+  RegNet_Y_128GF_Weights.IMAGENET1K_SWAG_E2E_V1 (regnet.py) and timm's regnety_1280.swag_ft_in1k: 384."""
+  from tl_jax import models
+
+  sizes = {"efficientnet_b2": 288, "keras_efficientnet_b2": 260, "regnet_y_128gf": 384, "regnet_y_32gf": 224,
+           "efficientnet_b0": 224, "efficientnet_b3": 300, "efficientnet_b7": 600, "efficientnet_v2_l": 480}
+  assert {n: models.REGISTRY[n].resolution for n in sizes} == sizes

@@ -41,13 +41,18 @@ class ModelInfo:
   head: str = Classifier.HEAD  # path of the classifier layer
 
 
+# Where a weight file's own input size is not its architecture row's (torchvision's
+# EfficientNet_B2_Weights: crop 288; RegNet_Y_128GF's SWAG end-to-end file: 384).
+RESOLUTION = {"efficientnet_b2": 288, "regnet_y_128gf": 384}
+
+
 def _inverted_residual(name: str, numerics: efficientnet.Numerics, mean, std, weights: str,
                        variant: str | None = None) -> ModelInfo:
   """An ``efficientnet.VARIANTS`` row with the numerics of its weights' framework."""
   variant = variant or name
   row = efficientnet.VARIANTS[variant]
   backbone = functools.partial(efficientnet.EfficientNet, variant=variant, numerics=numerics)
-  return ModelInfo(backbone, row.resolution, row.dropout, mean, std, False, weights)
+  return ModelInfo(backbone, RESOLUTION.get(name, row.resolution), row.dropout, mean, std, False, weights)
 
 
 def _torchvision_efficientnet(name: str) -> efficientnet.Numerics:
@@ -73,7 +78,7 @@ def _vgg(depth: int, batch_norm: bool, top: str, keras: bool = False) -> ModelIn
 
 
 def _regnet(name: str) -> ModelInfo:
-  return ModelInfo(functools.partial(regnet.RegNet, variant=name), 224, 0.0, TORCHVISION_MEAN,
+  return ModelInfo(functools.partial(regnet.RegNet, variant=name), RESOLUTION.get(name, 224), 0.0, TORCHVISION_MEAN,
                    TORCHVISION_STD, False, "torchvision")
 
 
