@@ -191,11 +191,11 @@ def test_checksums_are_the_published_ones():
 
 # The hub path: huggingface_hub itself, its endpoint (HF_ENDPOINT) a loopback server.
 
-def _serve_hub(server, body, sha=SHA, repo="timm/tiny.tv_in1k"):
+def _serve_hub(server, body, sha=SHA, repo="timm/tiny.tv_in1k", filename="model.safetensors"):
   headers = {"X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(body)),
              "ETag": f'"{sha}"'}
   for rev in ("main", COMMIT):
-    _serve(server, f"/{repo}/resolve/{rev}/model.safetensors", body=body, headers=headers)
+    _serve(server, f"/{repo}/resolve/{rev}/{filename}", body=body, headers=headers)
 
 
 @pytest.fixture
@@ -247,3 +247,28 @@ def test_packaged_weights_without_the_package_are_read_where_the_hint_says(tmp_p
   assert os.path.dirname(local) == str(tmp_path)
   open(local, "wb").write(b"a copy")
   assert weights.weight_file("efficientnet_lite0", "lukemelas") == local
+
+
+def test_hub_repo_without_safetensors_is_read_from_its_pytorch_bin(hub, tmp_path):
+  """As timm: no model.safetensors in the repo (the hub's 404 for a file) -> pytorch_model.bin,
+  read by the restricted unpickler."""
+  import torch
+
+  torch.save({"fc.weight": torch.arange(6.0).reshape(2, 3)}, tmp_path / "pytorch_model.bin")
+  body = (tmp_path / "pytorch_model.bin").read_bytes()
+  repo = "timm/resnet18.tv_in1k"
+  for rev in ("main", COMMIT):  # the repo exists; the file does not
+    _serve(hub, f"/{repo}/resolve/{rev}/model.safetensors", body=b"Entry not found", status=404,
+           headers={"X-Error-Code": "EntryNotFound", "X-Repo-Commit": COMMIT})
+  _serve_hub(hub, body, sha=hashlib.sha256(body).hexdigest(), repo=repo, filename="pytorch_model.bin")
+  path = weights.weight_file("resnet18", source="timm")
+  assert path.endswith("pytorch_model.bin")
+  from tl_jax.weights import formats
+
+  np.testing.assert_array_equal(formats.read_source(path)["fc.weight"], np.arange(6.0).reshape(2, 3))
+  # A repo that does not exist (the hub's answer) is an error naming it, not a fallback.
+  _serve(hub, "/timm/nothing/resolve/main/model.safetensors", body=b"Repository not found", status=404,
+         headers={"X-Error-Code": "RepoNotFound"})
+  with pytest.raises(download.DownloadError, match="refused timm/nothing/model.safetensors: HTTP 404") as e:
+    download.fetch_hub("timm/nothing", "model.safetensors", "hint")
+  assert not isinstance(e.value, download.HubFileMissing)

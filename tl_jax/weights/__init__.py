@@ -276,7 +276,14 @@ def weight_file(name: str, source: str | None = None, path: str | None = None) -
   if spec.hub_file and not os.environ.get(download.MIRROR):
     if os.path.exists(local):  # put there by hand; the hub's hash is only known online
       return local
-    return download.fetch_hub(*spec.hub_file, hint=hint)
+    repo, filename = spec.hub_file
+    try:
+      return download.fetch_hub(repo, filename, hint=hint)
+    except download.HubFileMissing:
+      if filename != "model.safetensors":
+        raise
+      # As timm: a repo without safetensors serves its pickle, read by the restricted unpickler.
+      return download.fetch_hub(repo, "pytorch_model.bin", hint=hint)
   return download.fetch_url(spec.url, local, spec.checksum, hint)
 
 

@@ -48,6 +48,10 @@ class ChecksumError(DownloadError):
   """Downloaded bytes do not match the hash the source publishes."""
 
 
+class HubFileMissing(DownloadError):
+  """The hub repo exists but holds no such file (HTTP 404 for the file, not the repo)."""
+
+
 def offline() -> bool:
   """Whether ``$TL_JAX_OFFLINE`` forbids downloads."""
   return os.environ.get(OFFLINE, "").lower() not in ("", "0", "false", "no")
@@ -164,8 +168,9 @@ def fetch_hub(repo_id: str, filename: str, hint: str) -> str:
           endpoint=os.environ.get("HF_ENDPOINT") or None)  # read now, not when the hub was imported
     except errors.LocalEntryNotFoundError as e:  # offline, or the hub unreachable
       raise DownloadError(f"{hint} (not in the hub cache and not downloadable: {e})") from None
-    except (errors.GatedRepoError, errors.RepositoryNotFoundError, errors.RemoteEntryNotFoundError,
-            errors.HfHubHTTPError) as e:
+    except errors.RemoteEntryNotFoundError as e:
+      raise HubFileMissing(f"{repo_id} has no {filename}. {hint}") from e
+    except (errors.GatedRepoError, errors.RepositoryNotFoundError, errors.HfHubHTTPError) as e:
       code = getattr(e.response, "status_code", None)
       raise DownloadError(f"The hub refused {repo_id}/{filename}: HTTP {code}: "
                           f"{_ADVICE.get(code, 'see the message below')}. Set HF_TOKEN for higher rate "
