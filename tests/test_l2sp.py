@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from tl_jax import partition
 from tl_jax.freezing import optim
@@ -87,3 +88,21 @@ def test_frozen_parameters_hold_no_l2sp_anchor(quickstart_config):
     assert full == {p for p in anchor if p.startswith("backbone/") and groups.trainable(p)}
     if anchored is not None:
       assert len(full) == anchored
+
+
+@pytest.mark.parametrize("decay_1d", [False, True])
+def test_adamw_decoupled_decay_skips_1d_parameters_unless_decay_1d(quickstart_config, decay_1d):
+  """AdamW with zero gradients moves only by its decoupled decay: w <- w (1 - lr wd), on matrices
+  and kernels; BatchNorm scales/biases and biases stay, as timm's param_groups_weight_decay."""
+  cfg = quickstart_config
+  cfg.unlock()
+  cfg.data.image_size = 32
+  cfg.param_groups = dict(rules=((".*", "all"),))
+  cfg.optim = dict(name="adamw", lr=0.5, schedule="constant", warmup_steps=0, kwargs=dict(weight_decay=0.1),
+                   decay_1d=decay_1d)
+  state, _ = trainer.create_state(cfg, 10, 10, pretrained=False)
+  new = state.apply_gradients(grads=jax.tree.map(jnp.zeros_like, state.params))
+  before, after = partition.flatten(jax.device_get(state.params)), partition.flatten(jax.device_get(new.params))
+  for path, w in before.items():
+    factor = 1 - 0.5 * 0.1 if (w.ndim > 1 or decay_1d) else 1.0
+    np.testing.assert_allclose(after[path], w * factor, rtol=1e-6, atol=1e-7, err_msg=path)
