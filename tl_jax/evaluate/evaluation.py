@@ -68,8 +68,8 @@ def restore(workdir: str, which: str | int = "best") -> Restored:
   names = workdir_lib.read_class_names(workdir)
   names = data_lib.class_names(config.data) if names is None else names  # a run from before the file
   ckpts = checkpoint.Checkpoints(workdir, metric=ema.metric_name(config.train))  # a reader
-  step = ckpts.resolve(which)
-  return Restored(config, _restore_weights(ckpts, step, config, len(names)), step, names)
+  step, state = ckpts.read(which, lambda s: _restore_weights(ckpts, s, config, len(names)))  # a running run's too
+  return Restored(config, state, step, names)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,7 +189,7 @@ def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "t
   elif names != dataset.class_names:  # the data changed since the run: labels by name, or an error
     data = align(EvalData(split, data, dataset.class_names), names)
   # Only shapes are needed: no pretrained weights are read to evaluate.
-  state = _restore_weights(ckpts, step, config, len(names))
+  step, state = ckpts.read(which, lambda s: _restore_weights(ckpts, s, config, len(names)))  # a running run's too
   result = evaluate_split(jax.jit(steps.eval_step), ema.weights(state, weights), data,
                           config.train.eval_batch_size, len(names))
   out = os.path.join(workdir, "eval", f"{split}_step{step}" + ("_ema" if weights == "ema" else ""))

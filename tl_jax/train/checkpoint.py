@@ -9,8 +9,14 @@ are ever deleted by retention (the latest ``keep`` verified steps and the best
 one stay). A step that fails is reported with the file at fault and never
 deleted: the writer moves it to ``<workdir>/rejected_checkpoints/`` so that
 training can save that step again.
+
+Readers (evaluation, prediction) of a run that is still training read the same way and write
+nothing: no Orbax manager (it would create folders), no lock. A step the writer has not finished
+does not verify yet and is skipped; one its retention deletes while read is resolved again
+(``read``).
 """
 
+from collections.abc import Callable
 import hashlib
 import json
 import logging
@@ -51,18 +57,26 @@ def _files(step_dir: str) -> list[str]:
   return sorted(p for p in out if p != MANIFEST)
 
 
-def write_manifest(step_dir: str, metrics: dict[str, float]) -> None:
-  """Records every file's size and sha256 (atomically: a half-written manifest never exists)."""
+def write_manifest(step_dir: str, metrics: dict[str, float], window: dict[str, list] | None = None) -> None:
+  """Records every file's size and sha256 (atomically: a half-written manifest never exists), the
+  step's ``metrics`` record ({} for a step saved without evaluation) and its ``window``."""
   files = {p: {"size": os.path.getsize(os.path.join(step_dir, p)), "sha256": _sha256(os.path.join(step_dir, p))}
            for p in _files(step_dir)}
   path = os.path.join(step_dir, MANIFEST)
   with open(path + ".tmp", "w") as f:
-    json.dump({"files": files, "metrics": metrics}, f, indent=1)
+    json.dump({"files": files, "metrics": metrics} | ({"window": window} if window else {}), f, indent=1)
   os.replace(path + ".tmp", path)
 
 
 def verify(step_dir: str) -> str | None:
   """None if ``step_dir`` is a complete, intact checkpoint; else why not, naming the file."""
+  try:
+    return _verify(step_dir)
+  except FileNotFoundError as e:  # deleted under a reader by the writer's retention
+    return f"{os.path.relpath(e.filename or step_dir, step_dir)} vanished while read (deleted by the run's retention)"
+
+
+def _verify(step_dir: str) -> str | None:
   for marker in MARKERS:
     if not os.path.exists(os.path.join(step_dir, marker)):
       return f"no Orbax commit marker {marker} (the save never committed)"
@@ -96,9 +110,16 @@ class Checkpoints:
     self.workdir, self.keep, self.metric = os.path.abspath(workdir), keep, metric
     self.directory = os.path.join(self.workdir, "checkpoints")
     self._checked: dict[int, tuple[float, str | None]] = {}  # step -> (manifest mtime, verify())
-    # No Orbax retention or best-tracking: it would count unverified steps.
-    self.manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False))
+    self._manager = None
+
+  @property
+  def manager(self) -> ocp.CheckpointManager:
+    """The writer's Orbax manager, made on first use: a reader never makes one (it creates folders)."""
+    if self._manager is None:
+      # No Orbax retention or best-tracking: it would count unverified steps.
+      self._manager = ocp.CheckpointManager(
+          self.directory, options=ocp.CheckpointManagerOptions(enable_async_checkpointing=False))
+    return self._manager
 
   def _dir(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
@@ -129,12 +150,41 @@ class Checkpoints:
     return steps[-1] if steps else None
 
   def best_step(self) -> int | None:
-    scored = [(self.metrics(s).get(self.metric, float("-inf")), s) for s in self.steps()]
-    return max(scored)[1] if scored else None  # ties: the later step
+    """The verified step with the highest ``metric`` among the evaluated ones (ties: the later)."""
+    scored = [(m[self.metric], s) for s in self.steps() if self.metric in (m := self._manifest(s).get("metrics", {}))]
+    return max(scored)[1] if scored else None
+
+  def _manifest(self, step: int) -> dict[str, Any]:
+    try:
+      with open(os.path.join(self._dir(step), MANIFEST)) as f:
+        return json.load(f)
+    except FileNotFoundError:  # deleted by the writer's retention since it verified
+      return {}
 
   def metrics(self, step: int) -> dict[str, float]:
-    with open(os.path.join(self._dir(step), MANIFEST)) as f:
-      return json.load(f)["metrics"]
+    """Step ``step``'s ``metrics.jsonl`` record; {} if it was saved without an evaluation."""
+    return self._manifest(step).get("metrics", {})
+
+  def window(self, step: int) -> dict[str, list] | None:
+    """The step metrics since the last evaluation, kept with a step saved without one (``window``)."""
+    return self._manifest(step).get("window")
+
+  def read(self, which: str | int, restore: Callable[[int], Any]) -> tuple[int, Any]:
+    """``(step, restore(step))`` for the step ``which`` resolves to, for readers of a run that may
+    be training: if the writer's retention deletes ``latest`` or ``best`` while it is read,
+    resolves again (a newer step then exists); a numbered step deleted meanwhile is an error."""
+    for attempt in range(5):
+      step = self.resolve(which)
+      try:
+        return step, restore(step)
+      except Exception:
+        if os.path.isdir(self._dir(step)):
+          raise
+        if str(which) not in ("latest", "best") or attempt == 4:
+          raise FileNotFoundError(f"Checkpoint {self._dir(step)} was deleted while read: the run keeps "
+                                  f"only its latest {self.keep} and its best. Use --checkpoint latest or best.") from None
+        log.info("Checkpoint %d was deleted by the running writer while read; resolving %r again.", step, which)
+    raise AssertionError("unreachable")
 
   def resolve(self, which: str | int) -> int:
     """``'latest'``, ``'best'`` or a step number -> a verified step.
@@ -175,12 +225,14 @@ class Checkpoints:
     self.manager.reload()
     return rejected
 
-  def save(self, step: int, state: Any, metrics: dict[str, float]) -> None:
-    """Saves ``step``; it counts once its manifest is written. Then applies retention."""
+  def save(self, step: int, state: Any, metrics: dict[str, float], window: dict[str, list] | None = None) -> None:
+    """Saves ``step`` with its ``metrics`` record (or, saved without evaluation, {} and the
+    ``window`` of step metrics since the last one); it counts once its manifest is written.
+    Then applies retention."""
     self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
     self.manager.wait_until_finished()
     if jax.process_index() == 0:
-      write_manifest(self._dir(step), metrics)
+      write_manifest(self._dir(step), metrics, window)
     if jax.process_count() > 1:  # every process sees the manifest before going on
       multihost_utils.sync_global_devices(f"tl_jax: checkpoint {step} committed")
     self._apply_retention()
