@@ -81,7 +81,12 @@ def get_config() -> ml_collections.ConfigDict:
       num_steps=0,  # > 0: the run's length in steps, exactly (epochs drop each one's remainder); 0 = num_epochs
       batch_size=32,
       eval_batch_size=128,
-      eval_every_epochs=1,
+      eval_every_epochs=1,  # evaluate (val), checkpoint and record every that many epochs; 0 = by steps only
+      # Large data (epochs of hours): evaluate every that many steps as well (0 = off), and
+      # checkpoint without evaluating every checkpoint_every_steps (~10-30 min of steps; 0 = off).
+      # A SIGTERM/SIGINT saves the step under way in any case (docs/training.md, "Preemption").
+      eval_every_steps=0,
+      checkpoint_every_steps=0,
       log_every_steps=10,
       keep_checkpoints=2,
       label_smoothing=0.0,

@@ -9,7 +9,10 @@ every host with --coordinator_address=HOST0:PORT --num_processes=N
 JAX_PROCESS_ID variables) and a --workdir all hosts share.
 
 A failed run ends with one line naming the cause (``error: ...``); the full
-traceback is in <workdir>/error.log, or printed with --verbose.
+traceback is in <workdir>/error.log, or printed with --verbose. SIGTERM or
+Ctrl-C saves the step under way and exits with status 75 (requeue), the last
+line naming the step saved and the command that resumes; a second Ctrl-C
+aborts at once (130). See docs/training.md, "Preemption".
 """
 
 import json
@@ -22,7 +25,7 @@ import jax
 from ml_collections import config_flags
 
 from tl_jax import errors, sharding
-from tl_jax.train import config_checks, trainer
+from tl_jax.train import config_checks, preemption, trainer
 
 _DEFAULT_CONFIG = "configs/quickstart.py"
 if __name__ == "__main__":  # before the flag exists: ml_collections applies overrides as it
@@ -44,7 +47,10 @@ def main(argv):
     sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
     std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
-    summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    try:
+      summary = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    except errors.Preempted as e:  # saved: not a failure
+      preemption.exit_preempted(e)
   if jax.process_index():
     return
   print(json.dumps(summary, indent=1))

@@ -30,6 +30,16 @@ class Diverged(RunError):
   """The loss or gradients became non-finite (``train.on_nonfinite="stop"``)."""
 
 
+class Preempted(RunError):
+  """SIGTERM or SIGINT stopped the run after it saved step ``step`` (``train.preemption``): not a
+  failure, the same command resumes."""
+
+  def __init__(self, step: int | None, signal_name: str = "a signal"):
+    self.step = step
+    saved = f"step {step} saved" if step is not None else "no checkpoint saved yet"
+    super().__init__(f"preempted: {signal_name} received; {saved}.")
+
+
 class InvalidInput(RunError, ValueError):
   """Bad data or a bad setting, found before training starts."""
 

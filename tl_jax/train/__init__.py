@@ -1,6 +1,11 @@
 """Training: ``trainer.train_and_evaluate(config, workdir)``, the only impure loop.
 
-- ``trainer``: set-up, restore, the loop, the final evaluation; ``create_state``.
+- ``trainer``: set-up, restore, the loop, the final evaluation.
+- ``state``: the train state of a phase (``create_state``, ``next_phase``, ``abstract_state``).
+- ``cadence``: when the loop evaluates and checkpoints (epochs, steps); ``window``: the step
+  metrics since the last evaluation, kept with a checkpoint saved without one.
+- ``preemption``: SIGTERM/SIGINT save the step under way and stop (exit status 75); JAX's
+  preemption sync point in multi-process runs.
 - ``steps``: the pure, jitted ``train_step`` / ``eval_step`` and ``TrainState``.
 - ``guard``: the divergence guard (NaN/Inf losses).
 - ``checkpoint``: verified Orbax checkpoints (``Checkpoints``); ``workdir``: what a run's folder

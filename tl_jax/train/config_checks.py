@@ -1,7 +1,7 @@
 """Checks of a config before any work starts, each naming the key and the fix.
 
 ``check(config)``: settings that would crash late or obscurely (batch sizes,
-epochs or steps, cadences). ``check_splits(config, dataset)``: every split
+epochs or steps, the evaluation and checkpoint cadences). ``check_splits(config, dataset)``: every split
 gives at least one batch. ``unknown_override(argv)``: a ``--config.a.b=...`` key that
 the config does not have, with the closest keys that it does.
 """
@@ -15,8 +15,9 @@ from tl_jax.errors import InvalidInput
 from tl_jax.train import guard
 
 # (key, what it must be, test) for values under config.train.
-_POSITIVE_INTS = ("batch_size", "eval_batch_size", "num_epochs", "eval_every_epochs", "log_every_steps",
-                  "keep_checkpoints")
+_POSITIVE_INTS = ("batch_size", "eval_batch_size", "num_epochs", "log_every_steps", "keep_checkpoints")
+# Cadences (train.cadence): 0 turns one off.
+_CADENCES = ("eval_every_epochs", "eval_every_steps", "checkpoint_every_steps")
 
 
 def check(config) -> None:
@@ -29,6 +30,7 @@ def check(config) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
       raise InvalidInput(f"train.{key}={value!r}: it must be a positive integer "
                          f"(e.g. --config.train.{key}={_example(key)}).")
+  _check_cadences(tcfg)
   num_steps = tcfg.get("num_steps", 0)
   if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
     raise InvalidInput(f"train.num_steps={num_steps!r}: it must be a whole number of steps, or 0 to train "
@@ -45,9 +47,21 @@ def check(config) -> None:
       raise InvalidInput(f"data.{key}={value!r}: it must be in [0, 1).")
 
 
+def _check_cadences(tcfg) -> None:
+  for key in _CADENCES:
+    value = tcfg.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+      raise InvalidInput(f"train.{key}={value!r}: it must be a whole number, 0 to turn it off "
+                         f"(e.g. --config.train.{key}={_example(key)}).")
+  if not tcfg.get("eval_every_epochs", 1) and not tcfg.get("eval_every_steps", 0):
+    raise InvalidInput("train.eval_every_epochs=0: it must be a positive integer (e.g. "
+                       "--config.train.eval_every_epochs=1), or 0 with train.eval_every_steps > 0 "
+                       "(e.g. --config.train.eval_every_steps=1000): the run must evaluate on some cadence.")
+
+
 def _example(key: str) -> int:
   return {"batch_size": 32, "eval_batch_size": 128, "num_epochs": 5, "log_every_steps": 10,
-          "keep_checkpoints": 2}.get(key, 1)
+          "keep_checkpoints": 2, "eval_every_steps": 1000, "checkpoint_every_steps": 500}.get(key, 1)
 
 
 def check_splits(config, dataset) -> None:

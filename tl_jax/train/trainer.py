@@ -2,9 +2,10 @@
 
 ``train_and_evaluate`` is four named steps, read top to bottom: ``_set_up``
 (data, the state of the phase to resume, jitted steps), ``_restore`` (the
-newest checkpoint, if any), ``_train`` (step; at the end of an evaluated epoch:
-evaluate, checkpoint, record) and ``_final_evaluation`` (test the final and the
-best checkpoint). What a workdir holds is listed in ``tl_jax.train.workdir``.
+newest checkpoint, if any), ``_train`` (step; at the points of ``train.cadence``:
+evaluate, checkpoint, record; on SIGTERM/SIGINT: checkpoint, stop, ``train.preemption``)
+and ``_final_evaluation`` (test the final and the best checkpoint). What a workdir
+holds is listed in ``tl_jax.train.workdir``; the train state is built in ``tl_jax.train.state``.
 """
 
 from collections.abc import Callable
@@ -22,8 +23,9 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from tl_jax import data as data_lib, models, partition, sharding, weights
+from tl_jax import data as data_lib, partition, sharding
 from tl_jax.data import mixing, randaugment
+from tl_jax.errors import Preempted
 from tl_jax.freezing import inspect_groups, optim
 from tl_jax.freezing.plan import Plan
 from tl_jax.metrics import plots
@@ -31,85 +33,30 @@ from tl_jax.metrics import plots
 # Public API of the trainer, defined next to what they belong to.
 from tl_jax.metrics.report import evaluate_split, write_report  # noqa: F401
 from tl_jax.train import (
+  cadence as cadence_lib,
   checkpoint,
   config_checks,
   ema,
   feature_cache,
   guard as guard_lib,
+  preemption,
   steps,
   tensorboard_log,
+  window as window_lib,
   workdir as workdir_lib,
   workdir_lock,
+)
+from tl_jax.train.state import (  # noqa: F401
+  _model,
+  abstract_state,
+  build_state,
+  create_state,
+  next_phase,
+  plan_of,
 )
 from tl_jax.train.workdir import load_config  # noqa: F401
 
 log = logging.getLogger(__name__)
-
-
-def _model(config, num_classes: int, **kwargs):
-  """``config.model``; its ``dtype`` is the compute dtype: "bfloat16" keeps
-  float32 parameters and optimizer state (mixed precision)."""
-  mcfg = config.model
-  return models.create(mcfg.name, num_classes, dropout_rate=mcfg.dropout_rate, drop_path_rate=mcfg.drop_path_rate,
-                       dtype=jnp.dtype(mcfg.get("dtype", "float32")), layer_impl=mcfg.get("layer_impl", "auto"),
-                       bn_momentum=mcfg.get("bn_momentum", 0.0), **kwargs)
-
-
-def plan_of(config, num_classes: int) -> Plan:
-  """The plan of ``config`` (``freezing.plan``) on its model's parameter shapes: nothing computed."""
-  return Plan.from_config(config, inspect_groups.abstract_variables(config, num_classes))
-
-
-def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool = True, phase: int = 0,
-                 plan: Plan | None = None):
-  """Model, initial (pretrained) variables, parameter groups and optimizer.
-
-  Returns ``(state, groups)`` for phase ``phase`` of ``plan`` (default: the config's).
-  """
-  mcfg, size = config.model, config.data.image_size
-  model, images = _model(config, num_classes), jnp.zeros((1, size, size, 3), jnp.uint8)
-  loaded = {}
-  if pretrained and config.init.pretrained:
-    loaded = weights.load_pretrained(mcfg.name, path=config.init.path or None,
-                                     source=config.init.source or None)
-
-  # One jit (op-by-op init compiles every primitive apart: ~15 s for a ResNet-18
-  # on CPU) whose loaded outputs are its inputs, so XLA drops their random init.
-  def init(key, loaded):
-    variables = model.init(key, images)
-    return weights.merge(variables, loaded, dont_load=config.init.dont_load) if loaded else variables
-
-  return build_state(config, num_classes, jax.jit(init)(jax.random.key(config.seed), loaded), total_steps, phase,
-                     plan)
-
-
-def build_state(config, num_classes: int, variables, total_steps: int, phase: int = 0, plan: Plan | None = None):
-  """``(state, groups)`` of phase ``phase`` on ``variables``, with a fresh optimizer.
-
-  The model is built once the labels are known: BatchNorm layers of
-  ``running``-statistics groups are frozen in it.
-  """
-  plan = plan or Plan.from_config(config, variables)
-  groups = plan.groups[phase]
-  model = _model(config, num_classes, frozen_bn=plan.frozen_bn(phase))
-  state = steps.TrainState.create(
-      apply_fn=model.apply,
-      params=variables["params"],
-      batch_stats=variables.get("batch_stats", {}),
-      tx=optim.make_optimizer(config.optim, groups, total_steps),
-  )
-  # create() leaves step a weakly typed Python 0; the first train step returns
-  # an int32 array, whose new signature would compile the step a second time.
-  return ema.init(state.replace(step=jnp.zeros((), jnp.int32)), config.get("train", {})), groups
-
-
-def next_phase(config, state, num_classes: int, total_steps: int, phase: int, plan: Plan | None = None):
-  """Switches ``state`` to phase ``phase``: same params, batch_stats and step; the optimizer
-  state of parameters that stay trainable in their group, and the run schedule's count, carry over."""
-  new, groups = build_state(config, num_classes, {"params": state.params, "batch_stats": state.batch_stats},
-                            total_steps, phase, plan)
-  return new.replace(step=state.step, opt_state=optim.carry_opt_state(state.opt_state, new.opt_state),
-                     ema_params=state.ema_params, ema_batch_stats=state.ema_batch_stats), groups
 
 
 def enable_compilation_cache(cache_dir: str) -> None:
@@ -125,6 +72,7 @@ def enable_compilation_cache(cache_dir: str) -> None:
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
 
 
+
 def _log_groups(state, groups: optim.ParamGroups, frozen_bn: int) -> None:
   flat = partition.flatten(state.params)
   sizes: dict[str, int] = {}
@@ -138,15 +86,6 @@ def _log_groups(state, groups: optim.ParamGroups, frozen_bn: int) -> None:
 
 
 
-def abstract_state(config, num_classes: int, total_steps: int, phase: int, sharding_=None,
-                   plan: Plan | None = None):
-  """Shapes, dtypes (and ``sharding_``) of phase ``phase``'s state: a restore target
-  that reads no pretrained weights."""
-  abstract = jax.eval_shape(lambda: create_state(config, num_classes, total_steps, pretrained=False,
-                                                 phase=phase, plan=plan)[0])
-  if sharding_ is None:
-    return abstract
-  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding_), abstract)
 
 
 @dataclasses.dataclass
@@ -161,6 +100,7 @@ class _Run:
   ckpts: checkpoint.Checkpoints
   steps_per_epoch: int
   total_steps: int
+  cadence: cadence_lib.Cadence  # when to evaluate, when to checkpoint
   cached: bool  # the head trains on cached backbone features
   evaluate: Callable[[Any, data_lib.Split], dict[str, Any]]
   new_train_fn: Callable[[], Callable]  # a fresh jitted train step
@@ -172,6 +112,8 @@ class _Run:
   t0: float  # training (feature extraction included)
   schedule: Callable[[Any], Any] = None  # the run schedule (step -> base lr)
   writer: tensorboard_log.MetricsWriter | None = None  # TensorBoard events; opened by ``_train``
+  watch: preemption.Watch = dataclasses.field(default_factory=preemption.Watch)  # SIGTERM/SIGINT
+  window: list = dataclasses.field(default_factory=list)  # step metrics since the last evaluation
 
   @property
   def groups(self) -> optim.ParamGroups:
@@ -194,10 +136,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   process runs this function with the same arguments.
 
   Returns test accuracies of the final and of the best (by validation) checkpoint.
+
+  config = data_lib.resolve(config)  # the input the weights expect, where the config leaves it to them
+  On SIGTERM or SIGINT it saves the step under way and raises ``Preempted`` (``train.preemption``).
   """
   config_checks.check(config)
-  with workdir_lock.hold(workdir):  # one writer per workdir
+  watch = preemption.Watch()
+  with workdir_lock.hold(workdir), watch.installed():  # one writer per workdir
     run, state = _set_up(config, workdir)
+    run.watch = watch
     state = _restore(run, state)
     state = _train(run, state)
     return _final_evaluation(run, state)
@@ -259,7 +206,8 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
   eval_fn = jax.jit(steps.eval_step, out_shardings=sharding.replicated(mesh))
   evaluate = functools.partial(evaluate_split, eval_fn, batch_size=tcfg.eval_batch_size,
                                num_classes=dataset.num_classes, mesh=mesh)
-  run = _Run(config, workdir, mesh, dataset, val_name, ckpts, steps_per_epoch, total_steps, cached, evaluate,
+  run = _Run(config, workdir, mesh, dataset, val_name, ckpts, steps_per_epoch, total_steps,
+             cadence_lib.Cadence.from_config(tcfg, steps_per_epoch, total_steps), cached, evaluate,
              new_train_fn, guard, plan, phase, {phase: new_train_fn()}, t_start, t0, lr)
   # The guard names the largest learning rate in use: the schedule times the largest multiplier.
   guard.lr = lambda step: lr(step) * run.plan.max_lr_mult(run.phase)
@@ -270,17 +218,18 @@ def _restore(run: _Run, state):
   """``state`` from the newest checkpoint, if there is one (it saved in ``run.phase``)."""
   step = run.ckpts.latest_step()
   if run.main_process:  # one record per evaluated step: those after ``step`` come again
-    workdir_lib.resume_metrics(run.workdir, step or 0, run.ckpts.metrics(step) if step else None)
+    workdir_lib.resume_metrics(run.workdir, step or 0, (run.ckpts.metrics(step) or None) if step else None)
   if step is None:
     return state
   state = run.ckpts.restore(step, state)
+  run.window = window_lib.from_json(run.ckpts.window(step))  # saved without evaluation: its window
   log.info("Resumed from %s at step %d.", run.workdir, int(state.step))
   return state
 
 
 def _train(run: _Run, state):
-  """Trains from ``state.step`` to the end; evaluates, checkpoints and records every
-  ``train.eval_every_epochs`` epochs and after the last step."""
+  """Trains from ``state.step`` to the end; evaluates, checkpoints and records at the points of
+  ``run.cadence`` (and after the last step); on SIGTERM/SIGINT saves the step done and stops."""
   config, tcfg = run.config, run.config.train
   start = int(state.step)
   # The loader's position is the restored step: resumed runs see the same batches.
@@ -291,8 +240,9 @@ def _train(run: _Run, state):
   rng = sharding.replicate(jax.random.key(config.seed), run.mesh)
   run.writer = tensorboard_log.MetricsWriter(run.workdir, enabled=run.main_process, start_step=start,
                                              batch_size=tcfg.batch_size)
-  window: list[dict[str, jax.Array]] = []  # step metrics since the last evaluation, on device
-  window_start = start  # the step of window[0]
+  # Step metrics since the last evaluation, on device; a checkpoint saved without one restored its own.
+  window: list[dict[str, jax.Array]] = run.window
+  window_start = start - len(window)  # the step of window[0]
   t_epoch = run.t0
   with tqdm.tqdm(total=run.total_steps, initial=start, desc="train", unit="step", dynamic_ncols=True) as bar:
     for step in range(start, run.total_steps):
@@ -304,25 +254,41 @@ def _train(run: _Run, state):
         batches.take_stats()  # the epoch's input wait and images/s leave compiling out
       window.append(m)
       bar.update()
-      epoch, in_epoch = divmod(step + 1, run.steps_per_epoch)
-      if (in_epoch or epoch % tcfg.eval_every_epochs) and step + 1 != run.total_steps:  # the last step may end mid-epoch
-        if (step + 1) % tcfg.log_every_steps == 0:  # reading values syncs: not every step
-          run.guard.check(window, window_start)
-          bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
-          run.writer.train(step + 1, window, run.groups, run.lr(state))
+      done, evaluates = step + 1, run.cadence.evaluates(step + 1)
+      stop = run.watch.reached(done)  # every process, every step: multi-process runs agree on it
+      if not evaluates and done % tcfg.log_every_steps == 0:  # reading values syncs: not every step
+        run.guard.check(window, window_start)
+        bar.set_postfix(loss=f"{float(m['loss']):.3f}", acc=f"{float(m['accuracy']):.3f}")
+        run.writer.train(done, window, run.groups, run.lr(state))
+      if not (stop or run.cadence.checkpoints(done)):
         continue
       run.guard.check(window, window_start)  # before the save: a diverged state is never saved
-      # input_wait_ms, train_images_per_s: taken before the evaluation's time
-      record = _evaluate_and_save(run, state, step + 1, epoch, window, t_epoch, batches.take_stats())
-      window, window_start, t_epoch = [], step + 1, time.time()
-      run.guard.new_window()
-      bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['val_accuracy']:.4f}")
-      tqdm.tqdm.write(f"epoch {epoch}: train loss {record['train_loss']:.4f} "
-                      f"acc {record['train_accuracy']:.4f} | {run.val_name} loss {record['val_loss']:.4f} "
-                      f"acc {record['val_accuracy']:.4f} | {record['train_images_per_s']:.1f} img/s, "
-                      f"input wait {record['input_wait_ms']:.1f} ms/step"
-                      + (f" | EMA acc {record['val_accuracy_ema']:.4f}" if "val_accuracy_ema" in record else ""))
+      if not evaluates:  # the window goes with it: the next record averages the same steps
+        run.ckpts.save(done, state, {}, window_lib.to_json(window))
+      else:
+        # input_wait_ms, train_images_per_s: taken before the evaluation's time
+        record = _evaluate_and_save(run, state, done, done // run.steps_per_epoch, window, t_epoch,
+                                    batches.take_stats())
+        window, window_start, t_epoch = [], done, time.time()
+        run.guard.new_window()
+        bar.set_postfix(loss=f"{record['train_loss']:.3f}", val_acc=f"{record['val_accuracy']:.4f}")
+        when = f"epoch {record['epoch']}" if done % run.steps_per_epoch == 0 else \
+            f"step {done} (epoch {done / run.steps_per_epoch:.2f})"
+        tqdm.tqdm.write(f"{when}: train loss {record['train_loss']:.4f} "
+                        f"acc {record['train_accuracy']:.4f} | {run.val_name} loss {record['val_loss']:.4f} "
+                        f"acc {record['val_accuracy']:.4f} | {record['train_images_per_s']:.1f} img/s, "
+                        f"input wait {record['input_wait_ms']:.1f} ms/step"
+                        + (f" | EMA acc {record['val_accuracy_ema']:.4f}" if "val_accuracy_ema" in record else ""))
+      if stop:
+        _stop(run, done)
   return state
+
+
+def _stop(run: _Run, step: int):
+  """Ends a preempted run after checkpoint ``step`` committed: TensorBoard flushed, ``Preempted``."""
+  run.writer.close()
+  log.warning("Stopped by %s after saving step %d.", run.watch.received or "a preemption notice", step)
+  raise Preempted(step, run.watch.received or "a preemption notice (SIGTERM)")
 
 
 def _enter_phase(run: _Run, state, step: int):
@@ -375,6 +341,8 @@ def _final_evaluation(run: _Run, state) -> dict[str, Any]:
              "train_step_compiles": [fn._cache_size() for fn in run.train_fns.values()],
              "skipped_steps": sum(r.get("skipped_steps", 0) for r in workdir_lib.read_metrics(run.workdir))}
   for name, step in (("final", run.total_steps), ("best", summary["best_step"])):
+    if run.watch.requested():  # every step is saved: the rerun does only this evaluation
+      _stop(run, run.total_steps)
     result = run.evaluate(ema.weights(_restore_at(run, state, step), summary["test_weights"]),
                           run.dataset.splits["test"])
     out = os.path.join(run.workdir, "eval", f"test_step{step}")
