@@ -279,7 +279,7 @@ def _train(run: _Run, state):
                         f"acc {record['val_accuracy']:.4f} | {record['train_images_per_s']:.1f} img/s, "
                         f"input wait {record['input_wait_ms']:.1f} ms/step"
                         + (f" | EMA acc {record['val_accuracy_ema']:.4f}" if "val_accuracy_ema" in record else ""))
-      if stop:
+      if stop or run.watch.requested():  # requested during this save: the step saved is this one
         _stop(run, done)
   return state
 
