@@ -197,7 +197,9 @@ def test_two_processes_preempted_equal_two_uninterrupted(tmp_path):
   assert [rc for rc, _, _ in _two_processes(npz, resumed, *_LONGER)] == [0, 0]
   assert [r["step"] for r in _records(single)] == [4, 8, 12, 16, 20, 24]
   assert _records(resumed) == _records(single)
-  target = trainer.abstract_state(trainer.load_config(single), 10, 24, 0)
+  # Saved on 2 processes' devices; read back onto this process's device.
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  target = trainer.abstract_state(trainer.load_config(single), 10, 24, 0, device)
   got = jax.device_get(checkpoint.Checkpoints(resumed).restore(24, target))
   want = jax.device_get(checkpoint.Checkpoints(single).restore(24, target))
   jax.tree.map(np.testing.assert_array_equal, got, want)
