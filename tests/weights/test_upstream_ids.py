@@ -50,24 +50,3 @@ def test_keras_efficientnet_twins_are_the_autoaugment_checkpoints():
     assert published.TIMM_NAMES[f"keras_efficientnet_b{k}"] == f"tf_efficientnet_b{k}.aa_in1k"
     assert weights.SOURCES[(f"keras_efficientnet_b{k}", "timm")].url == published.TIMM.format(
         f"tf_efficientnet_b{k}.aa_in1k")
-
-
-def test_torchvision_efficientnet_normalisation_is_the_weights_own():
-  """torchvision/models/efficientnet.py (pytorch/vision 07a929e8): every *_Weights.transforms uses
-  ImageNet's mean/std but EfficientNet_V2_L_Weights (ported from google/automl): mean = std = 0.5."""
-  from tl_jax import models
-
-  imagenet = ((123.675, 116.28, 103.53), (58.395, 57.12, 57.375))  # (0.485, 0.456, 0.406) x 255, ...
-  for name in [f"efficientnet_b{k}" for k in range(8)] + ["efficientnet_v2_s", "efficientnet_v2_m"]:
-    assert (models.REGISTRY[name].mean, models.REGISTRY[name].std) == imagenet, name
-  assert models.REGISTRY["efficientnet_v2_l"].mean == models.REGISTRY["efficientnet_v2_l"].std == (127.5,) * 3
-
-
-def test_input_size_is_the_weight_files_own():
-  """torchvision's EfficientNet_B2_Weights (efficientnet.py): crop 288 (Keras' B2 is 260);
-  RegNet_Y_128GF_Weights.IMAGENET1K_SWAG_E2E_V1 (regnet.py) and timm's regnety_1280.swag_ft_in1k: 384."""
-  from tl_jax import models
-
-  sizes = {"efficientnet_b2": 288, "keras_efficientnet_b2": 260, "regnet_y_128gf": 384, "regnet_y_32gf": 224,
-           "efficientnet_b0": 224, "efficientnet_b3": 300, "efficientnet_b7": 600, "efficientnet_v2_l": 480}
-  assert {n: models.REGISTRY[n].resolution for n in sizes} == sizes

@@ -9,7 +9,10 @@ on-disk cache and are memory-mapped. Images are resized once, on load, to
 augmentation runs on the device (``data.augment``). A folder or TFDS split
 whose cache would pass ``data.cache_limit_gb`` (or with ``data.cache=False``)
 streams instead: decoded per batch, with a random-resized crop of the
-original image in training (``data.streaming``).
+original image in training (``data.streaming``). ``resolve(config)`` fills the input settings a
+config leaves to its weights (``data.image_size`` 0, ``data.stream.crop_fraction`` 0,
+``data.stream.interpolation`` "") from ``models.preprocessing``, and ``data.resize`` ("crop" or
+"squash") from the source.
 
 Sources: ``in_package`` (digits, npz), ``tfds_source``, ``image_folder``; ``cache`` (the decode
 cache), ``labels``; ``pipeline`` (grain batches, device prefetch); on-device ``augment``,
@@ -21,8 +24,10 @@ import dataclasses
 from typing import Any
 
 import jax
+import ml_collections
 import numpy as np
 
+from tl_jax import models
 from tl_jax.data import augment, image_folder, in_package, pipeline, streaming, tfds_source
 
 
@@ -99,6 +104,36 @@ def class_names(cfg: Mapping[str, Any]) -> list[str]:
   if cfg["name"] not in SOURCES:
     raise ValueError(f"Unknown dataset {cfg['name']!r} (config: data.name); known: {sorted(SOURCES)}.")
   return SOURCES[cfg["name"]](cfg)[1]
+
+
+# How images become image_size x image_size: "crop" (random-resized crops in training, the weights'
+# resize + center crop in evaluation; torchvision/timm) or "squash" (the whole image resized,
+# aspect lost; Keras' flow_from_directory, and arrays already at their size).
+RESIZES = ("crop", "squash")
+PHOTO_SOURCES = ("folder", "tfds")
+
+
+def default_resize(cfg) -> str:
+  """``data.resize`` unset: "crop" for photo sources (folder, tfds), "squash" for arrays (digits, npz)."""
+  return cfg.get("resize") or ("crop" if cfg.get("name") in PHOTO_SOURCES else "squash")
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """``config`` with what it leaves to its weights filled in: ``data.image_size`` (0 or absent),
+  ``data.stream.crop_fraction`` (0) and ``data.stream.interpolation`` ("") from the preprocessing
+  of ``model.name``'s weights (``init.source``; ``models.preprocessing``). A copy; values the
+  config sets are kept."""
+  prep = models.preprocessing(config.model.name, config.get("init", {}).get("source") or None)
+  out = ml_collections.ConfigDict(config.to_dict())
+  if not out.data.get("image_size"):
+    out.data.image_size = prep.size
+  if not out.data.get("resize"):
+    out.data.resize = default_resize(out.data)
+  stream = dict(out.data.get("stream") or {})
+  stream["crop_fraction"] = stream.get("crop_fraction") or prep.crop_fraction
+  stream["interpolation"] = stream.get("interpolation") or prep.interpolation
+  out.data.stream = stream
+  return out
 
 
 def resize(images: np.ndarray, size: int, batch: int = 256) -> np.ndarray:

@@ -13,8 +13,10 @@ examples that grain's worker processes decode batch by batch.
   same pixels as an uninterrupted one.
 * Evaluation (and anything that reads the array, ``np.asarray(view)``) gets
   resize-then-center-crop: the shorter side to ``image_size / crop_fraction``,
-  then the central ``image_size`` square (0.875: 224 of 256, the usual
-  ImageNet recipe).
+  then the central ``image_size`` square, with ``interpolation`` (``eval_view``).
+  Unset (0, ""), both are the weights' published ones (``models.preprocessing``:
+  256 -> 224 bilinear for torchvision's ResNets, 320 -> 300 bicubic for its
+  EfficientNet-B3), filled in by ``tl_jax.data.resolve``.
 """
 
 from collections.abc import Sequence
@@ -29,8 +31,10 @@ DEFAULTS = dict(
     train_crop="random_resized",  # or "center": the evaluation crop in training too
     crop_scale=(0.08, 1.0),  # area fraction of the train crop (torchvision's default)
     crop_ratio=(3 / 4, 4 / 3),  # aspect ratio (width / height) of the train crop
-    crop_fraction=0.875,  # evaluation: central crop_fraction of the resized shorter side
+    crop_fraction=0.0,  # evaluation: central crop_fraction of the resized shorter side; 0 = the weights'
+    interpolation="",  # "bilinear" | "bicubic"; "" = the weights' (models.preprocessing)
 )
+RESAMPLE = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC}
 TRAIN_CROPS = ("random_resized", "center")
 
 
@@ -77,6 +81,16 @@ def center_box(width: int, height: int, size: int, crop_fraction: float) -> tupl
   return left, top, left + w, top + h
 
 
+def eval_view(image: Image.Image, size: int, crop_fraction: float, interpolation: str,
+              crop: str = "center") -> np.ndarray:
+  """``image`` (RGB) as a network evaluates it: ``crop="center"`` resizes its shorter side to
+  ``size / crop_fraction`` and keeps the central ``size`` square (one resample of that box);
+  ``"squash"`` resizes the whole image to ``size x size``."""
+  w, h = image.size
+  box = center_box(w, h, size, crop_fraction) if crop == "center" else (0, 0, w, h)
+  return np.asarray(image.resize((size, size), RESAMPLE[interpolation], box=box), np.uint8)
+
+
 class FileReader:
   """Index -> encoded image file, for a folder source."""
 
@@ -105,7 +119,8 @@ class Streamed:
   train_crop: str = DEFAULTS["train_crop"]
   crop_scale: tuple[float, float] = DEFAULTS["crop_scale"]
   crop_ratio: tuple[float, float] = DEFAULTS["crop_ratio"]
-  crop_fraction: float = DEFAULTS["crop_fraction"]
+  crop_fraction: float = 0.875
+  interpolation: str = "bilinear"
   threads: int = 4  # decoding threads of one np.asarray (Pillow releases the GIL)
 
   def __post_init__(self):
@@ -113,6 +128,8 @@ class Streamed:
       raise ValueError(f"data.stream.train_crop={self.train_crop!r}; use one of {TRAIN_CROPS}.")
     if not 0 < self.crop_fraction <= 1:
       raise ValueError(f"data.stream.crop_fraction={self.crop_fraction} must be in (0, 1].")
+    if self.interpolation not in RESAMPLE:
+      raise ValueError(f"data.stream.interpolation={self.interpolation!r}: use one of {sorted(RESAMPLE)}.")
 
   @property
   def shape(self) -> tuple[int, int, int, int]:
@@ -161,10 +178,10 @@ class Streamed:
     try:
       with self.read(i) as image:
         image = rgb(image)
-        w, h = image.size
-        box = (center_box(w, h, self.size, self.crop_fraction) if rng is None
-               else random_resized_box(rng, w, h, self.crop_scale, self.crop_ratio))
-        return np.asarray(image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box), np.uint8)
+        if rng is None:
+          return eval_view(image, self.size, self.crop_fraction, self.interpolation)
+        box = random_resized_box(rng, *image.size, self.crop_scale, self.crop_ratio)
+        return np.asarray(image.resize((self.size, self.size), RESAMPLE[self.interpolation], box=box), np.uint8)
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's ways of failing on a bad file
       raise ValueError(f"Cannot decode {self.read.name(i)} ({type(e).__name__}: {e}) while streaming: "
                        "fix or remove it (a streamed source cannot skip files mid-run).") from e
@@ -187,4 +204,5 @@ def streamed(cfg, read, n: int) -> Streamed:
   if unknown:
     raise ValueError(f"Unknown data.stream option(s) {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
   return Streamed(read, np.arange(n), cfg["image_size"], opts["train_crop"], tuple(opts["crop_scale"]),
-                  tuple(opts["crop_ratio"]), float(opts["crop_fraction"]))
+                  tuple(opts["crop_ratio"]), float(opts["crop_fraction"] or 0.875),
+                  opts["interpolation"] or "bilinear")

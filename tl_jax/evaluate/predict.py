@@ -1,10 +1,10 @@
 """Class probabilities for image files: from a run's checkpoint or a pretrained ImageNet model.
 
-``from_workdir(W)`` predicts the run's classes at its ``data.image_size``;
-``from_pretrained(name)`` the 1000 ImageNet classes at the model's
-pretraining resolution, named by ``imagenet_classes()`` (shipped with the
-package). Images are decoded and resized as the image-folder source does
-(``data.cache.fit``), so a file predicts as it would evaluate.
+``from_workdir(W)`` predicts the run's classes at its ``data.image_size``, each file
+resized as the run's evaluation does (``data.resize``: the center crop of ``data.stream``, or squash);
+``from_pretrained(name)`` the 1000 ImageNet classes, named by ``imagenet_classes()``
+(shipped with the package), with the published preprocessing of its weights
+(``models.preprocessing``: size, resize, crop, interpolation).
 """
 
 from collections.abc import Callable, Iterable, Sequence
@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from tl_jax import models, weights
-from tl_jax.data import cache, image_folder
+from tl_jax import data as data_lib, models, weights
+from tl_jax.data import image_folder, streaming
 from tl_jax.train import ema
 
 
@@ -42,12 +42,16 @@ def imagenet_class_names() -> list[str]:
 
 @dataclasses.dataclass(frozen=True)
 class Predictor:
-  """``probabilities(uint8 images (N, S, S, 3)) -> (N, classes)`` with ``S = image_size``."""
+  """``probabilities(uint8 images (N, S, S, 3)) -> (N, classes)`` with ``S = image_size``; files
+  become such images with ``crop_fraction``, ``interpolation`` and ``crop`` (``load_image``)."""
 
   probabilities: Callable[[np.ndarray], np.ndarray]
   image_size: int
   class_names: list[str]
   source: str  # what made it: "<workdir> step N" or "<model> (ImageNet)"
+  crop_fraction: float = 0.875
+  interpolation: str = "bilinear"
+  crop: str = "center"  # or "squash" (models.Preprocessing.crop)
 
 
 def _softmax_fn(apply_fn, variables) -> Callable[[np.ndarray], np.ndarray]:
@@ -60,8 +64,11 @@ def from_run(run, weights: str = "raw") -> Predictor:
   with its ``weights`` ("raw" or "ema", the moving average)."""
   chosen = ema.weights(run.state, weights)
   variables = {"params": chosen.params, "batch_stats": chosen.batch_stats}
+  stream = {**streaming.DEFAULTS, **dict(run.config.data.get("stream") or {})}
   return Predictor(_softmax_fn(run.state.apply_fn, variables), run.config.data.image_size, run.class_names,
-                   f"step {run.step}" + (", ema weights" if weights == "ema" else ""))
+                   f"step {run.step}" + (", ema weights" if weights == "ema" else ""),
+                   stream["crop_fraction"] or 0.875, stream["interpolation"] or "bilinear",
+                   "squash" if data_lib.default_resize(run.config.data) == "squash" else "center")
 
 
 def from_workdir(workdir: str, which: str | int = "best", weights: str | None = None) -> Predictor:
@@ -76,19 +83,19 @@ def from_workdir(workdir: str, which: str | int = "best", weights: str | None = 
 
 
 def from_pretrained(name: str, *, path: str | None = None, source: str | None = None) -> Predictor:
-  """Model ``name`` with its pretrained ImageNet classifier (the weight file must hold one)."""
-  info = models.REGISTRY.get(name)
-  if info is None:
-    raise ValueError(f"Unknown model {name!r}; known models: {', '.join(models.names())}.")
+  """Model ``name`` with its pretrained ImageNet classifier (the weight file must hold one), fed
+  as ``source``'s weights were evaluated (``models.preprocessing``)."""
+  prep = models.preprocessing(name, source)
   loaded = weights.load_pretrained(name, path=path, source=source)
   head = loaded.get(f"params/{models.Classifier.HEAD}/kernel")
   if head is None or head.shape[-1] != 1000:
     raise ValueError(f"The {name} weights hold no ImageNet classifier (a headless file?): "
                      "--model needs weights with their 1000-class head.")
-  model, size = models.create(name, 1000), info.resolution
+  model, size = models.create(name, 1000, source=source), prep.size
   variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3), jnp.uint8)))
   variables = weights.merge(variables, loaded)
-  return Predictor(_softmax_fn(model.apply, variables), size, imagenet_class_names(), f"{name} (ImageNet)")
+  return Predictor(_softmax_fn(model.apply, variables), size, imagenet_class_names(), f"{name} (ImageNet)",
+                   prep.crop_fraction, prep.interpolation, prep.crop)
 
 
 def list_images(inputs: Iterable[str]) -> list[str]:
@@ -111,12 +118,13 @@ def list_images(inputs: Iterable[str]) -> list[str]:
   return files
 
 
-def load_image(path: str, size: int) -> np.ndarray:
-  """``path`` as (size, size, 3) uint8 RGB, resized as the image-folder source does."""
+def load_image(path: str, predictor: Predictor) -> np.ndarray:
+  """``path`` as the predictor's ``(image_size, image_size, 3)`` uint8 RGB input (``streaming.eval_view``)."""
   try:
     with Image.open(path) as image:
       image.load()
-      return cache.fit(image, size)
+      return streaming.eval_view(streaming.rgb(image), predictor.image_size, predictor.crop_fraction,
+                                 predictor.interpolation, predictor.crop)
   except Exception as e:  # Pillow raises several types (OSError, SyntaxError, ...)
     raise ValueError(f"{path} cannot be decoded as an image ({type(e).__name__}: {e}).") from e
 
@@ -141,7 +149,7 @@ def rank(predictor: Predictor, probs: np.ndarray, k: int = 5) -> list[list[dict[
 def predict(predictor: Predictor, paths: Sequence[str], top_k: int = 5,
             batch_size: int = 16) -> list[dict[str, Any]]:
   """The ``top_k`` classes of every image file: ``[{'path', 'top_k': [{'class', 'index', 'probability'}]}]``."""
-  images = np.stack([load_image(p, predictor.image_size) for p in paths])
+  images = np.stack([load_image(p, predictor) for p in paths])
   ranked = rank(predictor, probabilities(predictor, images, batch_size), top_k)
   return [{"path": path, "top_k": r} for path, r in zip(paths, ranked)]
 

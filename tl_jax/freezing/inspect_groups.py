@@ -84,9 +84,10 @@ def totals(table: list[Row]) -> dict[str, dict[str, Any]]:
 
 def abstract_variables(config, num_classes: int) -> dict[str, Any]:
   """Shapes of ``config.model``'s variables with a ``num_classes`` head (nothing computed)."""
-  mcfg, size = config.model, config.data.image_size
+  mcfg, size = config.model, config.data.get("image_size") or models.preprocessing(mcfg.name).size
   model = models.create(mcfg.name, num_classes, dropout_rate=mcfg.get("dropout_rate"),
-                        dtype=jnp.dtype(mcfg.get("dtype", "float32")))
+                        dtype=jnp.dtype(mcfg.get("dtype", "float32")),
+                        source=config.get("init", {}).get("source") or None)
   images = jax.ShapeDtypeStruct((1, size, size, 3), jnp.uint8)
   return jax.eval_shape(lambda x: model.init(jax.random.key(0), x), images)
 

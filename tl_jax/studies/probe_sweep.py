@@ -48,7 +48,7 @@ def data_key(data_cfg) -> str:
 
 def backbone_variables(name: str, image_size: int, path: str = "", source: str = ""):
   """``(apply_fn, variables)`` of model ``name`` without a head, with its pretrained weights."""
-  model = models.create(name, 0, layer_impl="auto")
+  model = models.create(name, 0, layer_impl="auto", source=source or None)
   loaded = weights.load_pretrained(name, path=path or None, source=source or None)
 
   def init(key, loaded):
@@ -66,13 +66,13 @@ def cached_features(config, name: str, dataset: data_lib.Dataset | None = None,
   loaded here when not given and only if some split is not cached yet.
   """
   pcfg = config.probe
-  root = os.path.join(pcfg.cache_dir, data_key(config.data), name)
+  source = config.init.get("source", "") or models.REGISTRY[name].weights  # its weights and normalisation
+  root = os.path.join(pcfg.cache_dir, data_key(config.data), f"{name}-{source}")
   paths = {s: os.path.join(root, f"{s}.npz") for s in SPLITS}
   if not all(os.path.exists(p) for p in paths.values()):
     if dataset is None:
       dataset = data_lib.load({**dict(config.data), "train_per_class": 0})
-    apply_fn, variables = backbone_variables(name, config.data.image_size, config.init.get("path", ""),
-                                             config.init.get("source", ""))
+    apply_fn, variables = backbone_variables(name, config.data.image_size, config.init.get("path", ""), source)
     probe = jnp.zeros((1, config.data.image_size, config.data.image_size, 3), jnp.uint8)
     keys = tuple(jax.eval_shape(lambda v, x: apply_fn(v, x)[1], variables, probe))
     os.makedirs(root, exist_ok=True)

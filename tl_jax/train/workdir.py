@@ -15,6 +15,7 @@ A workdir holds everything a run leaves behind::
 """
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -22,6 +23,8 @@ import jax
 import ml_collections
 
 from tl_jax import partition
+
+log = logging.getLogger(__name__)
 
 
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
@@ -31,9 +34,15 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if os.path.exists(path):
     with open(path) as f:
       saved = json.load(f)
-    if saved != current:
-      diff = sorted(k for k in set(partition.flatten(saved)) | set(partition.flatten(current))
-                    if partition.flatten(saved).get(k) != partition.flatten(current).get(k))
+    flat_saved, flat_current = partition.flatten(saved), partition.flatten(current)
+    # Options added to tl_jax since the run was saved: it resumes, with their values now.
+    added = sorted(set(flat_current) - set(flat_saved))
+    diff = sorted(k for k in set(flat_saved) | set(flat_current)
+                  if k not in added and flat_saved.get(k) != flat_current.get(k))
+    if added and not diff:
+      log.warning("%s was saved before options %s existed: resuming with %s.", workdir, ", ".join(added),
+                  ", ".join(f"{k}={flat_current[k]!r}" for k in added))
+    if diff:
       raise ValueError(
           f"{workdir} holds a run with another config (differs in: {', '.join(diff)}). "
           "Use a new --workdir, or rerun with the saved config to resume."
