@@ -32,8 +32,11 @@ def get_config() -> ml_collections.ConfigDict:
       # then stream, decoding per batch in grain workers (tl_jax.data.streaming).
       cache=True,
       cache_limit_gb=20.0,
-      # Streamed splits: train = random-resized crop of the original image; eval = resize, center crop.
-      # crop_fraction 0 / interpolation "": those the weights were published with (models.preprocessing).
+      # How photos become image_size x image_size (tl_jax.data.streaming), cached or streamed alike:
+      # "crop" = train on random-resized crops, evaluate on the weights' resize + center crop
+      # (folder/tfds default); "squash" = the whole image resized (Keras; digits/npz default).
+      resize="",
+      # The crop recipe; crop_fraction 0 / interpolation "": the weights' published ones (models.preprocessing).
       stream=dict(train_crop="random_resized", crop_scale=(0.08, 1.0), crop_ratio=(3 / 4, 4 / 3),
                   crop_fraction=0.0, interpolation=""),
       # tfds: splits in TFDS slicing syntax; "" = hold out of train by the fractions below.

@@ -29,14 +29,23 @@ def main(argv):
   predictor = (predict.from_workdir(_WORKDIR.value, _CHECKPOINT.value) if _WORKDIR.value
                else predict.from_pretrained(_MODEL.value))
   results = predict.predict(predictor, predict.list_images(inputs), _TOP_K.value)
-  print(f"{predictor.source}: {len(results)} image(s)")
+  bad = [r for r in results if r.get("error")]
+  print(f"{predictor.source}: {len(results) - len(bad)} image(s)")
   for r in results:
-    print(r["path"])
-    for t in r["top_k"]:
-      print(f"  {t['probability']:.4f}  {t['class']}")
+    if not r.get("error"):
+      print(r["path"])
+      for t in r["top_k"]:
+        print(f"  {t['probability']:.4f}  {t['class']}")
   if _OUTPUT.value:
     predict.write(results, _OUTPUT.value)
     print(f"predictions: {_OUTPUT.value}")
+  if bad:
+    print(f"{len(bad)} file(s) could not be read, the others were predicted:")
+    for r in bad:
+      print(f"  {r['error']}")
+    if len(bad) == len(results):
+      raise SystemExit(f"None of the {len(bad)} file(s) could be read as images (listed above): "
+                       "check the paths and formats.")
 
 
 if __name__ == "__main__":

@@ -215,7 +215,7 @@ def test_cached_and_uncached_runs_of_a_linear_probe_train_the_same_head(quicksta
     ("vgg11_fc", 0.0, False, "the backbone draws random numbers in training (dropout or stochastic depth)"),
     ("vgg11", 0.0, False, None),  # its only dropout is the head's, after pre_logits
     ("efficientnet_lite0", 0.1, False, "the backbone draws random numbers in training (dropout or stochastic depth)"),
-    ("efficientnet_lite0", 0.0, True, "the training split is streamed (random-resized crops)"),
+    ("efficientnet_lite0", 0.0, True, "training takes random-resized crops (data.stream.train_crop='center' trains on fixed ones)"),
 ])
 def test_randomness_in_the_uncached_step_rules_caching_out(quickstart_config, name, drop_path, streamed, reason):
   from tl_jax.data import streaming

@@ -90,8 +90,6 @@ def test_feature_extraction_and_evaluation_hold_one_batch_of_activations():
                                  f"{bound / MB:.0f} MB (the images are {got['images'] / MB:.0f} MB)")
 
 
-@pytest.mark.xfail(strict=True, reason="needs the data.resize / data.load patch of issue 26 item 3 "
-                   "(tl_jax/data/__init__.py); remove this mark with it")
 def test_loading_holds_the_resized_images_once():
   # 4,000 images of 8 px upsampled to 96 px: 110 MB uint8; the float32 pixels of all: 442 MB.
   got = _measure("load", 4000, 96)

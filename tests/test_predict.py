@@ -30,12 +30,15 @@ def test_pretrained_lite0_names_a_cat_and_an_espresso(tmp_path):
   Image.fromarray(skdata.chelsea()).save(tmp_path / "photos" / "chelsea.jpg", quality=95)
   Image.fromarray(skdata.coffee()).save(tmp_path / "photos" / "sub" / "coffee.png")
   (tmp_path / "photos" / "notes.txt").write_text("not an image")
+  (tmp_path / "photos" / "sub" / "broken.jpg").write_bytes(b"\xff\xd8\xff" + bytes(64))  # one bad file
   out = tmp_path / "pred.json"
   proc = subprocess.run([sys.executable, "scripts/predict.py", "--model=efficientnet_lite0", "--top_k=3",
                          f"--output={out}", str(tmp_path / "photos")], cwd=ROOT,
                         env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True, check=True)
   results = {os.path.basename(r["path"]): r["top_k"] for r in json.load(open(out))}
-  assert sorted(results) == ["chelsea.jpg", "coffee.png"]
+  assert sorted(results) == ["broken.jpg", "chelsea.jpg", "coffee.png"] and results.pop("broken.jpg") == []
+  # The others are predicted; the unreadable file is listed at the end, and the run succeeds.
+  assert "1 file(s) could not be read" in proc.stdout and "broken.jpg cannot be decoded" in proc.stdout
   cat = results["chelsea.jpg"][0]
   assert cat["index"] in range(281, 286) and "cat" in cat["class"], results  # ImageNet's domestic cats
   assert results["coffee.png"][0]["class"] == "espresso"
@@ -43,6 +46,11 @@ def test_pretrained_lite0_names_a_cat_and_an_espresso(tmp_path):
     probs = [t["probability"] for t in top]
     assert len(top) == 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
   assert f"{cat['probability']:.4f}  {cat['class']}" in proc.stdout
+  only_bad = subprocess.run([sys.executable, "scripts/predict.py", "--model=efficientnet_lite0",
+                             str(tmp_path / "photos" / "sub" / "broken.jpg")], cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True)
+  assert only_bad.returncode != 0
+  assert (only_bad.stdout + only_bad.stderr).strip().splitlines()[-1].startswith("None of the 1 file(s) could be read")
 
 
 def test_digits_checkpoint_predicts_as_it_evaluates(digits_run, tmp_path):

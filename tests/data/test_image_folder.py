@@ -41,7 +41,9 @@ def test_classes_formats_and_colour_modes(tmp_path):
   os.makedirs(root / "red" / "more")  # images in sub-folders belong to the class
   Image.fromarray(rgba[..., :3]).save(root / "red" / "more" / "nested.png")
 
-  images, labels, names, report = image_folder.load(str(root), 16, cache_dir=str(tmp_path / "cache"))
+  squash = {"resize": "squash"}  # the decoded pixels themselves (the crop recipe: tests/data/test_photos.py)
+  images, labels, names, report = image_folder.load(str(root), 16, cache_dir=str(tmp_path / "cache"),
+                                                    stream_cfg=squash)
   assert names == ["blue", "green", "red"]  # sorted folder names, label = index
   assert images.shape == (4 * 3 + 4, 16, 16, 3) and images.dtype == np.uint8 and report["skipped"] == []
   np.testing.assert_array_equal(np.bincount(labels), [5, 5, 6])
@@ -56,7 +58,7 @@ def test_classes_formats_and_colour_modes(tmp_path):
   np.testing.assert_array_equal(by_path[str(root / "green" / "palette.png")][0, 0], COLOURS["green"])
   np.testing.assert_array_equal(by_path[str(root / "red" / "rgba.png")], rgba[..., :3])
   # Resizing happens on decode, with Pillow's antialiased bilinear filter.
-  small, *_ = image_folder.load(str(root), 8, cache_dir=str(tmp_path / "cache"))
+  small, *_ = image_folder.load(str(root), 8, cache_dir=str(tmp_path / "cache"), stream_cfg=squash)
   expected = np.asarray(Image.fromarray(written[str(root / "blue" / "000.png")]).resize((8, 8), Image.BILINEAR))
   np.testing.assert_array_equal(small[0], expected)
 
@@ -120,8 +122,8 @@ def test_cache_skips_decoding_and_tracks_changes(tmp_path, monkeypatch):
   write_class_images(root, 2, size=8)
   cache_dir = str(tmp_path / "cache")
   first, labels, _, report = image_folder.load(str(root), 8, cache_dir=cache_dir)
-  assert isinstance(first, np.memmap)
-  monkeypatch.setattr(image_folder, "_decode", lambda *a: pytest.fail("decoded again"))
+  assert isinstance(first.read.images, np.memmap)  # the crop recipe's pictures, memory-mapped
+  monkeypatch.setattr(image_folder.streaming.decode, "open_rgb", lambda *a: pytest.fail("decoded again"))
   again, labels2, _, report2 = image_folder.load(str(root), 8, cache_dir=cache_dir)
   np.testing.assert_array_equal(again, first), np.testing.assert_array_equal(labels2, labels)
   assert report2["cache_entry"] == report["cache_entry"]

@@ -6,7 +6,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from tl_jax import data
-from tl_jax.data import cache, tfds_source
+from tl_jax.data import streaming, tfds_source
 
 
 def base_config(quickstart_config, tmp_path):
@@ -54,7 +54,9 @@ def test_tfds_splits_decode_and_resize(quickstart_config, tmp_path):
   assert {r["image"].shape for r in records} != {(24, 24, 3)}  # mock images come in random sizes
   pool = np.concatenate([ds.splits["train"].images, ds.splits["test"].images])
   labels = np.concatenate([ds.splits["train"].labels, ds.splits["test"].labels])
-  expected = {cache.fit(Image.fromarray(r["image"]), 24).tobytes(): r["label"] for r in records}
+  # data.resize unset: the crop recipe's evaluation view (shorter side 27 = 24 / 0.875, central 24).
+  expected = {streaming.eval_view(Image.fromarray(r["image"]), 24, 0.875, "bilinear").tobytes(): r["label"]
+              for r in records}
   assert {im.tobytes(): l for im, l in zip(pool, labels)} == expected
 
 

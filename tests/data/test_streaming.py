@@ -32,8 +32,8 @@ def _cfg(quickstart_config, root, **data_kwargs):
 
 def test_cache_limit_and_cache_off_stream(quickstart_config, jpeg_folder, tmp_path):
   cached = data.load(_cfg(quickstart_config, jpeg_folder, cache_dir=str(tmp_path)))
-  assert isinstance(cached.splits["train"].images, np.ndarray)
-  for extra in (dict(cache=False), dict(cache_limit_gb=1e-6)):  # 15 images x 16x16x3 = 1.2e-5 GB
+  assert isinstance(cached.splits["train"].images.read, streaming.StoreReader)  # the cache's pictures
+  for extra in (dict(cache=False), dict(cache_limit_gb=1e-6)):  # 15 pictures x 18x24x3 = 1.9e-5 GB
     ds = data.load(_cfg(quickstart_config, jpeg_folder, cache_dir=str(tmp_path), **extra))
     train, test = ds.splits["train"], ds.splits["test"]
     assert isinstance(train.images, streaming.Streamed) and train.images.shape == (12, SIZE, SIZE, 3)
@@ -60,16 +60,23 @@ def test_same_seed_and_step_same_batches_and_exact_resume(quickstart_config, jpe
   assert not np.array_equal(first[0], first[3])
 
 
-def test_train_crop_is_the_inception_crop_of_the_original(jpeg_folder, quickstart_config):
+def test_train_crop_is_the_inception_crop_of_the_picture(jpeg_folder, quickstart_config):
   train = data.load(_cfg(quickstart_config, jpeg_folder, cache=False)).splits["train"]
   view = train.images
   got = view.train_batch(np.array([0, 5]), seed=7, step=11)
+  short, long_max = streaming.store_sides(SIZE, 0.875)  # 18, 24
   for row, pos in enumerate((0, 5)):
     index = int(view.indices[pos])
     with Image.open(view.read.paths[index]) as image:
-      box = streaming.random_resized_box(np.random.default_rng([7, 11, index]), *image.size, (0.08, 1.0),
-                                         (3 / 4, 4 / 3))
-      want = np.asarray(image.convert("RGB").crop(box).resize((SIZE, SIZE), Image.Resampling.BILINEAR))
+      picture = image.convert("RGB").resize(_shorter(image.size, short), Image.Resampling.BILINEAR)
+    w, h = picture.size
+    if max(w, h) > long_max:  # the longer side center-cropped to 4:3
+      off = int(round((max(w, h) - long_max) / 2))
+      picture = picture.crop((off, 0, off + long_max, h) if w > h else (0, off, w, off + long_max))
+    box = streaming.random_resized_box(np.random.default_rng([7, 11, index]), *picture.size, (0.08, 1.0),
+                                       (3 / 4, 4 / 3))
+    np.testing.assert_array_equal(got[row], picture.resize((SIZE, SIZE), Image.Resampling.BILINEAR, box=box))
+    want = np.asarray(picture.crop(box).resize((SIZE, SIZE), Image.Resampling.BILINEAR))
     assert np.abs(got[row].astype(int) - want).mean() < 2  # crop-then-resize = resize of the box
   # Boxes follow torchvision's RandomResizedCrop: area and aspect within range, inside the image.
   rng = np.random.default_rng(0)
@@ -82,15 +89,24 @@ def test_train_crop_is_the_inception_crop_of_the_original(jpeg_folder, quickstar
   assert streaming.random_resized_box(rng, 400, 100, (1.0, 1.0), (1.0, 1.0)) == (150, 0, 250, 100)
 
 
-def test_eval_is_resize_then_center_crop():
-  y, x = np.mgrid[:375, :500].astype(np.float32)  # smooth: sub-pixel offsets change it little
+def _shorter(size, short):
+  """torchvision's Resize(short) output size (w, h)."""
+  w, h = size
+  return (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+
+
+def test_eval_is_torchvisions_resize_then_center_crop():
+  y, x = np.mgrid[:375, :500].astype(np.float32)
   image = Image.fromarray(np.stack([x / 2, y / 1.5, 128 + 100 * np.sin(x / 20 + y / 30)], -1).astype(np.uint8))
-  box = streaming.center_box(500, 375, 224, 0.875)
-  assert box == pytest.approx(((500 - 328.125) / 2, (375 - 328.125) / 2, (500 + 328.125) / 2, (375 + 328.125) / 2))
-  got = np.asarray(image.resize((224, 224), Image.Resampling.BILINEAR, box=box)).astype(int)
-  resized = image.resize((341, 256), Image.Resampling.BILINEAR)  # shorter side 224 / 0.875 = 256
-  want = np.asarray(resized.crop((58, 16, 282, 240))).astype(int)  # the central 224 (58.5 rounded down)
-  assert np.abs(got - want).mean() < 2
+  for interpolation, resample in (("bilinear", Image.Resampling.BILINEAR), ("bicubic", Image.Resampling.BICUBIC)):
+    got = streaming.eval_view(image, 224, 0.875, interpolation)
+    resized = image.resize((341, 256), resample)  # Resize(256): the longer side int(256 * 500 / 375)
+    want = np.asarray(resized.crop((58, 16, 282, 240)))  # CenterCrop(224): int(round(58.5)), 16
+    np.testing.assert_array_equal(got, want)
+  # A portrait photo and a published 320 -> 300 (torchvision EfficientNet-B3).
+  tall = image.transpose(Image.Transpose.TRANSPOSE)
+  want = np.asarray(tall.resize(_shorter(tall.size, 320), Image.Resampling.BICUBIC).crop((10, 63, 310, 363)))
+  np.testing.assert_array_equal(streaming.eval_view(tall, 300, 300 / 320, "bicubic"), want)
 
 
 def test_streamed_tfds_split(quickstart_config):

@@ -21,9 +21,11 @@ cache), ``labels``; ``pipeline`` (grain batches, device prefetch); on-device ``a
 
 from collections.abc import Iterator, Mapping
 import dataclasses
+import functools
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -106,16 +108,17 @@ def class_names(cfg: Mapping[str, Any]) -> list[str]:
   return SOURCES[cfg["name"]](cfg)[1]
 
 
-# How images become image_size x image_size: "crop" (random-resized crops in training, the weights'
-# resize + center crop in evaluation; torchvision/timm) or "squash" (the whole image resized,
-# aspect lost; Keras' flow_from_directory, and arrays already at their size).
-RESIZES = ("crop", "squash")
-PHOTO_SOURCES = ("folder", "tfds")
+PHOTO_SOURCES = ("folder", "tfds")  # data.resize "crop" by default; arrays (digits, npz) "squash"
 
 
-def default_resize(cfg) -> str:
-  """``data.resize`` unset: "crop" for photo sources (folder, tfds), "squash" for arrays (digits, npz)."""
-  return cfg.get("resize") or ("crop" if cfg.get("name") in PHOTO_SOURCES else "squash")
+def default_resize(cfg, prep=None) -> str:
+  """``data.resize`` unset: "crop" for photo sources (folder, tfds), unless the weights' own
+  preprocessing squashes (timm's crop_mode, ``prep``); "squash" for arrays (digits, npz)."""
+  if cfg.get("resize"):
+    return cfg["resize"]
+  if cfg.get("name") not in PHOTO_SOURCES:
+    return "squash"
+  return "squash" if prep is not None and prep.crop == "squash" else "crop"
 
 
 def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -128,7 +131,7 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   if not out.data.get("image_size"):
     out.data.image_size = prep.size
   if not out.data.get("resize"):
-    out.data.resize = default_resize(out.data)
+    out.data.resize = default_resize(out.data, prep)
   stream = dict(out.data.get("stream") or {})
   stream["crop_fraction"] = stream.get("crop_fraction") or prep.crop_fraction
   stream["interpolation"] = stream.get("interpolation") or prep.interpolation
@@ -136,13 +139,31 @@ def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   return out
 
 
+@functools.partial(jax.jit, static_argnums=1)
+def _resize_batch(x, size: int):
+  y = jax.image.resize(x.astype(jnp.float32), (x.shape[0], size, size, x.shape[3]), "bilinear")
+  return jnp.clip(jnp.round(y), 0, 255).astype(jnp.uint8)
+
+
 def resize(images: np.ndarray, size: int, batch: int = 256) -> np.ndarray:
-  """Bilinear resize to ``size x size`` (antialiased when shrinking), uint8 in and out."""
+  """Bilinear resize to ``size x size`` (antialiased when shrinking), uint8 in and out.
+
+  Batch by batch into one uint8 array: the float32 pixels of one batch exist at a time, never
+  those of the whole set (4x its uint8 size, and as many copies as numpy steps over it).
+  """
   if images.shape[1:3] == (size, size):
     return images
-  fn = jax.jit(lambda x: jax.image.resize(x.astype(np.float32), (x.shape[0], size, size, 3), "bilinear"))
-  out = [np.asarray(fn(images[i:i + batch])) for i in range(0, len(images), batch)]
-  return np.clip(np.round(np.concatenate(out)), 0, 255).astype(np.uint8)
+  out = np.empty((len(images), size, size, images.shape[3]), np.uint8)
+  for i in range(0, len(images), batch):
+    out[i:i + batch] = _resize_batch(images[i:i + batch], size)
+  return out
+
+
+def sized(images: np.ndarray, cfg):
+  """Array images at ``cfg.image_size``: resized whole ("squash"), or the crop recipe's view."""
+  if default_resize(cfg) == "squash":
+    return resize(images, cfg["image_size"])
+  return streaming.view(cfg, streaming.ArrayReader(images), len(images))
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -168,7 +189,9 @@ def load(cfg: Mapping[str, Any]) -> Dataset:
   if cfg["name"] not in SOURCES:
     raise ValueError(f"Unknown dataset {cfg['name']!r} (config: data.name); known: {sorted(SOURCES)}.")
   pools, names = SOURCES[cfg["name"]](cfg)
-  pools = {k: (resize(x, cfg["image_size"]), y) for k, (x, y) in pools.items()}
+  squash = cfg["name"] not in PHOTO_SOURCES and default_resize(cfg) == "squash"
+  if cfg["name"] not in PHOTO_SOURCES and not squash:  # arrays on request: the crop recipe's lazy view
+    pools = {k: (sized(x, cfg), y) for k, (x, y) in pools.items()}
   images, labels = pools["train"]
   seed = cfg.get("seed", 0)
   train = np.arange(len(labels))
@@ -194,6 +217,8 @@ def load(cfg: Mapping[str, Any]) -> Dataset:
     train = np.sort(np.concatenate(keep))
   # A source's own train split stays as it is (memory-mapped), not copied by indexing.
   splits["train"] = Split(images, labels) if len(train) == len(labels) else Split(images[train], labels[train])
+  if squash:  # resized once split: each kept image once, never the whole pool beside copies of it
+    splits = {k: Split(resize(s.images, cfg["image_size"]), s.labels) for k, s in splits.items()}
   return Dataset(splits, names)
 
 

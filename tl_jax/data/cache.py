@@ -3,8 +3,8 @@
 Sources whose images must be decoded (image folders, TFDS) build their arrays
 once and store them under ``<cache_dir>/<key hash>/``; later runs and later
 epochs read them memory-mapped instead of decoding again. The key holds
-whatever changes the result (the file list with sizes and mtimes, the image
-size), so an edited folder gets a new entry.
+whatever changes the result (the file list with sizes and mtimes, the sizes and
+resampling of ``streaming.store_key``), so an edited folder gets a new entry.
 """
 
 from collections.abc import Callable
@@ -16,30 +16,14 @@ import tempfile
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 # Bump when the way entries are built changes, so stale entries are not reused.
-VERSION = 1
+VERSION = 2  # 2: data.resize (crop pictures with extents, or squashed), decode.open_rgb
 
 
 def default_dir() -> str:
   """``$TL_JAX_CACHE``, else ``~/.cache/tl_jax``."""
   return os.environ.get("TL_JAX_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tl_jax")
-
-
-def fit(image: Image.Image, size: int) -> np.ndarray:
-  """Any PIL image -> (size, size, 3) uint8 RGB.
-
-  Grayscale, palette, CMYK and alpha modes become RGB (alpha is dropped, as
-  Keras' ``load_img`` does); the resize is bilinear and antialiased when
-  shrinking (Pillow's default), the same filter family as ``data.resize``.
-  """
-  if image.mode != "RGB":
-    # Palette images with transparency must pass through RGBA, or Pillow warns and guesses.
-    image = image.convert("RGBA" if image.mode == "P" else image.mode).convert("RGB")
-  if image.size != (size, size):
-    image = image.resize((size, size), Image.Resampling.BILINEAR)
-  return np.asarray(image, np.uint8)
 
 
 def cached(kind: str, key: dict[str, Any], build: Callable[[], tuple[np.ndarray, np.ndarray, dict]],

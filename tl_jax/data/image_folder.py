@@ -1,21 +1,19 @@
 """Image folders, ``root/<class>/<image>``: Keras' ``flow_from_directory`` layout.
 
 Class names are the sorted sub-folder names (label i = i-th name). Images
-(JPEG, PNG, BMP, GIF, TIFF, WebP, via Pillow) are decoded and resized once into
-the on-disk cache (``data/cache.py``); reruns with the same files read it
-memory-mapped. Empty class folders, files that are not images and files that
+(JPEG, PNG, BMP, GIF, TIFF, WebP, any case, via Pillow: ``decode.open_rgb``) are decoded and
+sized once into the on-disk cache (``data/cache.py``): the crop recipe's pictures, or squashed
+(``data.resize``, ``data.streaming``); reruns with the same files read it memory-mapped. Empty class folders, files that are not images and files that
 fail to decode (corrupt, truncated) are listed by name, all in one message:
 ``on_error="fail"`` raises with the lists, ``on_error="skip"`` leaves them out
 (an empty class folder of the training folder is then no class) and logs them.
 """
 
-from concurrent import futures
 import dataclasses
 import logging
 import os
 
 import numpy as np
-from PIL import Image
 
 from tl_jax.data import cache, labels as labels_lib, streaming
 from tl_jax.errors import InvalidInput
@@ -78,16 +76,6 @@ def scan(root: str, class_names: list[str] | None = None) -> Listing:
   return Listing(class_names, files, not_images, empty)
 
 
-def _decode(path: str, size: int) -> np.ndarray | str:
-  """The resized RGB array, or the reason ``path`` cannot be decoded."""
-  try:
-    with Image.open(path) as image:
-      image.load()  # decodes fully: truncated files fail here, not later
-      return cache.fit(image, size)
-  except Exception as e:  # Pillow raises several types (OSError, SyntaxError, ValueError ...)
-    return f"{type(e).__name__}: {e}"
-
-
 def _report(root: str, problems: list[tuple[list[str], str, str]], on_error: str) -> None:
   """Every kind of problem found under ``root`` in one message: ``(paths, what, fix)`` each."""
   found = [(paths, what, fix) for paths, what, fix in problems if paths]
@@ -122,12 +110,13 @@ def load(root: str, size: int, *, class_names: list[str] | None = None, on_error
       that do not decode, naming them; "skip" leaves them out with a warning.
     cache_dir: root of the decode cache; "" = ``cache.default_dir()``.
     workers: decoding threads (Pillow releases the GIL while decoding).
-    stream_cfg: ``config.data``; if ``streaming.applies`` to the folder, nothing
-      is decoded now: the images are a ``streaming.Streamed`` view of the files
-      (a file that fails to decode then raises when a batch reads it).
+    stream_cfg: ``config.data`` (``resize``, ``stream``, ``cache``, ``cache_limit_gb``); None: the
+      defaults. If ``streaming.applies`` to the folder, nothing is decoded now: the images are a
+      ``streaming.Streamed`` view of the files (a file that fails to decode then raises when a
+      batch reads it); else the decode cache's (a view of its pictures for ``resize="crop"``).
 
   Returns:
-    images (N, size, size, 3) uint8 (memory-mapped, or a ``streaming.Streamed``), labels (N,) int32,
+    images (N, size, size, 3) uint8 (memory-mapped for "squash", else a ``streaming.Streamed``), labels (N,) int32,
     the class names, and a report dict (``skipped``: the files left out and why).
   """
   if on_error not in ON_ERROR:
@@ -139,15 +128,17 @@ def load(root: str, size: int, *, class_names: list[str] | None = None, on_error
                 len(listing.empty_classes), _listed(listing.empty_classes), listing.class_names)
   if not listing.files:
     raise ValueError(f"{root!r} holds no image files with extensions {EXTENSIONS}.")
-  if stream_cfg is not None and streaming.applies(stream_cfg, len(listing.files)):
-    paths, labels = zip(*listing.files)
-    images = streaming.streamed(stream_cfg, streaming.FileReader(paths), len(paths))
-    return images, np.array(labels, np.int32), listing.class_names, {"skipped": listing.not_images,
-                                                                     "cache_entry": None}
-  key = {"root": os.path.abspath(root), "size": size, "classes": listing.class_names,
+  cfg = {**dict(stream_cfg or {}), "image_size": size}
+  paths = [p for p, _ in listing.files]
+  if streaming.applies(cfg, len(paths)):
+    labels = np.array([label for _, label in listing.files], np.int32)
+    return streaming.view(cfg, streaming.FileReader(paths), len(paths)), labels, listing.class_names, {
+        "skipped": listing.not_images, "cache_entry": None}
+  key = {"root": os.path.abspath(root), **streaming.store_key(cfg), "classes": listing.class_names,
          "files": [(p, label, os.path.getsize(p), os.path.getmtime(p)) for p, label in listing.files]}
   # A cached entry only ever holds files that decoded; the failures are in its meta.
-  images, labels, meta = cache.cached("folder", key, lambda: _build(listing, size, workers), cache_dir)
+  images, labels, meta = cache.cached("folder", key, lambda: _build(listing, cfg, workers), cache_dir)
+  images = streaming.from_store(cfg, images, meta.get("extents"))
   _report(root, [
       (listing.empty_classes if class_names is not None or on_error == "fail" else [],
        "empty class folder(s) (no image files)", "put images in them or remove them"),
@@ -161,12 +152,12 @@ def load(root: str, size: int, *, class_names: list[str] | None = None, on_error
   return images, labels, listing.class_names, {"skipped": skipped, "cache_entry": meta["cache_entry"]}
 
 
-def _build(listing: Listing, size: int, workers: int):
+def _build(listing: Listing, cfg, workers: int):
   paths = [p for p, _ in listing.files]
-  with futures.ThreadPoolExecutor(max(1, workers)) as pool:
-    decoded = list(pool.map(lambda p: _decode(p, size), paths))
-  good = [i for i, d in enumerate(decoded) if isinstance(d, np.ndarray)]
-  images = np.stack([decoded[i] for i in good]) if good else np.zeros((0, size, size, 3), np.uint8)
-  labels = np.array([listing.files[i][1] for i in good], np.int32)
-  bad = [(paths[i], d) for i, d in enumerate(decoded) if isinstance(d, str)]
-  return images, labels, {"bad_files": bad}
+  images, extents, bad = streaming.build_store(cfg, len(paths), paths.__getitem__, paths.__getitem__, workers)
+  bad_paths = {p for p, _ in bad}
+  labels = np.array([label for p, label in listing.files if p not in bad_paths], np.int32)
+  meta = {"bad_files": [(p, why.removeprefix(p).strip(" :")) for p, why in bad]}
+  if extents is not None:
+    meta["extents"] = extents.tolist()
+  return images, labels, meta

@@ -90,7 +90,7 @@ def train_batches(split, batch_size: int, seed: int, start_step: int = 0, *, num
   ds = grain.MapDataset.range(start_step, stop).map(_Gather(split.images, split.labels, batch_size, seed, shard))
   ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=loading.threads, prefetch_buffer_size=loading.prefetch))
   workers = loading.workers
-  if not workers and hasattr(split.images, "train_batch"):  # streamed: decoding needs processes
+  if not workers and getattr(split.images, "decodes", False):  # decoding files needs processes
     workers = max(1, min(8, (os.cpu_count() or 2) - 1))
   if workers:
     # Grain's workers read absl flags; outside an absl app (tests, notebooks) they are unparsed.

@@ -7,12 +7,11 @@ one-off step, never done implicitly during training::
   pip install 'tl_jax[prepare]'   # tensorflow-cpu
   tfds build tf_flowers --file_format=array_record [--data_dir=DIR]
 
-Records are decoded and resized once into the decode cache (``data/cache.py``),
-keyed by name, split, version and size: after re-preparing a dataset under the
+Records are decoded and sized once into the decode cache (``data/cache.py``; the
+crop recipe's pictures or squashed, ``data.resize``), keyed by name, split, version and sizes: after re-preparing a dataset under the
 same version, delete its entries (``<cache_dir>/tfds``).
 """
 
-import io
 import os
 
 import numpy as np
@@ -48,6 +47,8 @@ class TfdsReader:
   do that without TensorFlow (its mock data), they are read decoded.
   """
 
+  decodes = True  # each read decodes a record: worth worker processes
+
   def __init__(self, name: str, split: str, data_dir: str, image_key: str):
     self.args, self.image_key, self._source = (name, split, data_dir), image_key, None
 
@@ -67,12 +68,10 @@ class TfdsReader:
         self._source = open_split(*self.args)
     return self._source
 
-  def __call__(self, i: int) -> Image.Image:
+  def __call__(self, i: int) -> bytes | Image.Image:
+    """Record ``i``'s image: its encoded bytes, or a PIL image where TFDS decoded it."""
     image = self.source()[int(i)][self.image_key]
-    if isinstance(image, bytes):
-      return Image.open(io.BytesIO(image))
-    image = np.asarray(image)
-    return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+    return image if isinstance(image, bytes) else _picture(image)
 
   def name(self, i: int) -> str:
     return f"tfds {self.args[0]} {self.args[1]} record {i}"
@@ -98,26 +97,31 @@ def load(name: str, split: str, size: int, *, data_dir: str = "", image_key: str
                        f"label_key); its features are {sorted(features.keys())}.")
   names = list(features[label_key].names)
   info = source.dataset_info
+  cfg = {**dict(stream_cfg or {}), "image_size": size}
   key = {"name": name, "split": split, "data_dir": os.path.abspath(data_dir) if data_dir else "",
-         "version": str(info.version), "n": len(source), "size": size, "image_key": image_key,
+         "version": str(info.version), "n": len(source), **streaming.store_key(cfg), "image_key": image_key,
          "label_key": label_key}
+  where = f"TFDS {name!r} split {split!r} (feature {label_key!r})"
+  reader = TfdsReader(name, split, data_dir, image_key)
+  records = reader.source()  # images left encoded where TFDS can: labels cost no decode
+  labels = labels_lib.check(np.asarray([records[i][label_key] for i in range(len(source))]), len(source),
+                            len(names), where)
+  if streaming.applies(cfg, len(source)):
+    return streaming.view(cfg, reader, len(source)), labels, names
 
   def build():
-    images = np.zeros((len(source), size, size, 3), np.uint8)
-    labels = []
-    for i in range(len(source)):
-      record = source[i]
-      image = np.asarray(record[image_key])
-      images[i] = cache.fit(Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image), size)
-      labels.append(record[label_key])
-    # Checked before the cache stores them: a cast to int32 would hide bad values.
-    return images, labels_lib.check(np.asarray(labels), len(images), len(names), where), {}
+    # The reader streaming uses: a cached and a streamed split decode the same bytes the same way.
+    images, extents, bad = streaming.build_store(cfg, len(source), reader, reader.name)
+    if bad:
+      raise ValueError(f"{len(bad)} record(s) of {where} cannot be decoded: {bad[:5]}")
+    return images, labels, {} if extents is None else {"extents": extents.tolist()}
 
-  where = f"TFDS {name!r} split {split!r} (feature {label_key!r})"
-  if stream_cfg is not None and streaming.applies(stream_cfg, len(source)):
-    reader = TfdsReader(name, split, data_dir, image_key)
-    labels = np.asarray([reader.source()[i][label_key] for i in range(len(source))])
-    return (streaming.streamed(stream_cfg, reader, len(source)),
-            labels_lib.check(labels, len(source), len(names), where), names)
-  images, labels, _ = cache.cached("tfds", key, build, cache_dir)
-  return images, labels_lib.check(labels, len(images), len(names), where), names
+  images, labels, meta = cache.cached("tfds", key, build, cache_dir)
+  return streaming.from_store(cfg, images, meta.get("extents")), labels, names
+
+
+def _picture(image) -> Image.Image:
+  """A TFDS image feature (an array, (H, W, 1) for grayscale) as a PIL image."""
+  image = np.asarray(image)
+  return Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image)
+

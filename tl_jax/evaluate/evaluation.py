@@ -8,8 +8,8 @@ on any labelled data, given as a spec:
 - ``npz:PATH``: ``x`` (N,H,W,C uint8), ``y`` and optional ``label_names``;
 - ``tfds:NAME:SPLIT``: a prepared TFDS split (slicing syntax, e.g. ``test[:50%]``).
 
-Images are resized to the run's ``config.data.image_size`` as its own data
-was. The data's class names must be the run's (any order: labels are mapped by
+Images are sized to the run's ``config.data.image_size`` as its own data
+was (``data.resize``: the evaluation crop of the crop recipe, or squashed). The data's class names must be the run's (any order: labels are mapped by
 name); otherwise the error lists the difference. Reports go to
 ``workdir/eval/<data name>_step<N>/`` like the trainer's own.
 
@@ -98,22 +98,24 @@ def load_data(spec: str, data_cfg) -> EvalData:
   """The images of ``spec`` at ``data_cfg.image_size`` (decoded via the run's cache settings)."""
   kind, args = parse_spec(spec)
   size, cache_dir = data_cfg["image_size"], data_cfg.get("cache_dir", "")
+  # Sized as the run's own data was (data.resize: the crop recipe, or squashed), with its settings.
+  run_cfg = {**dict(data_cfg), "resize": data_lib.default_resize(data_cfg)}
   if kind == "folder":
     path = args[0]
     images, labels, names, _ = image_folder.load(path, size, on_error=data_cfg.get("on_error", "fail"),
-                                                 cache_dir=cache_dir)
+                                                 cache_dir=cache_dir, stream_cfg=run_cfg)
     name = os.path.basename(os.path.normpath(path))
   elif kind == "npz":
     path = args[0]
     images, labels, names = in_package.npz(path)
-    images = data_lib.resize(images, size)
+    images = data_lib.sized(images, run_cfg)
     name = os.path.splitext(os.path.basename(path))[0]
   else:
     tname, split = args
     t = dict(data_cfg.get("tfds") or {})
     images, labels, names = tfds_source.load(
         tname, split, size, data_dir=t.get("data_dir", ""), image_key=t.get("image_key", "image"),
-        label_key=t.get("label_key", "label"), cache_dir=cache_dir)
+        label_key=t.get("label_key", "label"), cache_dir=cache_dir, stream_cfg=run_cfg)
     name = f"{tname}_{split}"
   return EvalData(_safe(name), data_lib.Split(images, np.asarray(labels, np.int32)), list(names))
 

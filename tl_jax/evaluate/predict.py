@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from tl_jax import data as data_lib, models, weights
-from tl_jax.data import image_folder, streaming
+from tl_jax.data import decode, image_folder, streaming
 from tl_jax.train import ema
 
 
@@ -119,14 +119,14 @@ def list_images(inputs: Iterable[str]) -> list[str]:
 
 
 def load_image(path: str, predictor: Predictor) -> np.ndarray:
-  """``path`` as the predictor's ``(image_size, image_size, 3)`` uint8 RGB input (``streaming.eval_view``)."""
-  try:
-    with Image.open(path) as image:
-      image.load()
-      return streaming.eval_view(streaming.rgb(image), predictor.image_size, predictor.crop_fraction,
-                                 predictor.interpolation, predictor.crop)
-  except Exception as e:  # Pillow raises several types (OSError, SyntaxError, ...)
-    raise ValueError(f"{path} cannot be decoded as an image ({type(e).__name__}: {e}).") from e
+  """``path`` as the predictor's ``(image_size, image_size, 3)`` uint8 RGB input: decoded upright
+  (``decode.open_rgb``), then the run's or the weights' evaluation crop (``streaming.eval_view``).
+
+  Raises:
+    decode.BadImage: the file cannot be decoded (the message names it).
+  """
+  return streaming.eval_view(decode.open_rgb(path), predictor.image_size, predictor.crop_fraction,
+                             predictor.interpolation, predictor.crop)
 
 
 def probabilities(predictor: Predictor, images: np.ndarray, batch_size: int = 16) -> np.ndarray:
@@ -148,10 +148,25 @@ def rank(predictor: Predictor, probs: np.ndarray, k: int = 5) -> list[list[dict[
 
 def predict(predictor: Predictor, paths: Sequence[str], top_k: int = 5,
             batch_size: int = 16) -> list[dict[str, Any]]:
-  """The ``top_k`` classes of every image file: ``[{'path', 'top_k': [{'class', 'index', 'probability'}]}]``."""
-  images = np.stack([load_image(p, predictor) for p in paths])
-  ranked = rank(predictor, probabilities(predictor, images, batch_size), top_k)
-  return [{"path": path, "top_k": r} for path, r in zip(paths, ranked)]
+  """The ``top_k`` classes of every image file, in order: ``{'path', 'top_k': [{'class', 'index',
+  'probability'}]}``; a file that cannot be decoded gets ``{'path', 'top_k': [], 'error'}`` and the
+  others are predicted. Files are decoded one batch at a time (memory: one batch of images)."""
+  results = []
+  for start in range(0, len(paths), batch_size):
+    chunk, images = [], []
+    for path in paths[start:start + batch_size]:
+      try:
+        images.append(load_image(path, predictor))
+        chunk.append({"path": path})
+      except decode.BadImage as e:
+        chunk.append({"path": path, "top_k": [], "error": str(e)})
+    if images:
+      ranked = iter(rank(predictor, probabilities(predictor, np.stack(images), batch_size), top_k))
+      for r in chunk:
+        if "error" not in r:
+          r["top_k"] = next(ranked)
+    results += chunk
+  return results
 
 
 def write(results: list[dict[str, Any]], path: str) -> None:
@@ -162,9 +177,11 @@ def write(results: list[dict[str, Any]], path: str) -> None:
   elif path.endswith(".csv"):
     with open(path, "w", newline="") as f:
       writer = csv.writer(f)
-      writer.writerow(["path", "rank", "class", "index", "probability"])
+      writer.writerow(["path", "rank", "class", "index", "probability", "error"])
       for r in results:
+        if r.get("error"):
+          writer.writerow([r["path"], "", "", "", "", r["error"]])
         for pos, t in enumerate(r["top_k"], 1):
-          writer.writerow([r["path"], pos, t["class"], t["index"], f"{t['probability']:.6f}"])
+          writer.writerow([r["path"], pos, t["class"], t["index"], f"{t['probability']:.6f}", ""])
   else:
     raise ValueError(f"--output {path!r}: use a .csv or .json file name.")

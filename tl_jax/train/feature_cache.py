@@ -34,8 +34,8 @@ def reasons_not(config, plan, train_split: data_lib.Split, apply_fn, variables) 
       or randaugment.from_config(config.get("randaugment")) is not None
       or mixing.from_config(config.get("mixup")) is not None):
     out.append("pixel-level augmentation or mixing")
-  if isinstance(train_split.images, streaming.Streamed):
-    out.append("the training split is streamed (random-resized crops)")
+  if isinstance(train_split.images, streaming.Streamed) and not train_split.images.deterministic:
+    out.append("training takes random-resized crops (data.stream.train_crop='center' trains on fixed ones)")
   if not out and backbone_random(apply_fn, variables, train_split.images.shape[1:]):
     out.append("the backbone draws random numbers in training (dropout or stochastic depth)")
   return out

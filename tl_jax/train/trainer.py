@@ -136,10 +136,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   process runs this function with the same arguments.
 
   Returns test accuracies of the final and of the best (by validation) checkpoint.
-
-  config = data_lib.resolve(config)  # the input the weights expect, where the config leaves it to them
   On SIGTERM or SIGINT it saves the step under way and raises ``Preempted`` (``train.preemption``).
   """
+  config = data_lib.resolve(config)  # the input the weights expect, where the config leaves it to them
   config_checks.check(config)
   watch = preemption.Watch()
   with workdir_lock.hold(workdir), watch.installed():  # one writer per workdir
@@ -187,9 +186,12 @@ def _set_up(config, workdir: str) -> tuple[_Run, Any]:
                                         else None)
     state = feature_cache.on_features(state)
     log.info("Backbone frozen: training the head on cached features (%.1f s).", time.time() - t0)
-  log.info("data %s: %s; %d classes; %d steps of batch %d", config.data.name,
+  log.info("data %s: %s; %d classes; %d steps of batch %d; %d px, data.resize=%s%s", config.data.name,
            ", ".join(f"{k} {len(v)}" for k, v in dataset.splits.items()), dataset.num_classes,
-           total_steps, tcfg.batch_size)
+           total_steps, tcfg.batch_size, config.data.image_size, config.data.resize,
+           "" if config.data.resize == "squash" else
+           f" (train {config.data.stream.train_crop}, eval crop {config.data.stream.crop_fraction:.3f} "
+           f"{config.data.stream.interpolation})")
   _log_groups(state, groups, len(plan.frozen_bn(phase)))
 
   on_nonfinite = tcfg.get("on_nonfinite", "stop")
