@@ -160,6 +160,8 @@ def test_degenerate_inputs_give_finite_scores():
       assert np.isfinite(score(feats, labels)), (name, feats.shape)
   assert tr.h_score(const, y) == 0.0 and tr.regularized_h_score(const, y) == 0.0
   assert tr.transrate(const, y) == 0.0
+  # More dimensions than images: every labelling is linearly explained, H-score saturates at C - 1.
+  assert tr.h_score(wide, yw) == pytest.approx(1.0)
   # Constant features carry no information: LogME falls to that of a zero design.
   assert tr.logme(const, y) <= tr.logme(f, y)
 

@@ -46,14 +46,19 @@ def data_key(data_cfg) -> str:
   return f"{cfg['name']}_{cfg['image_size']}px_{digest}"
 
 
-def backbone_variables(name: str, image_size: int, path: str = "", source: str = ""):
-  """``(apply_fn, variables)`` of model ``name`` without a head, with its pretrained weights."""
-  model = models.create(name, 0, layer_impl="auto", source=source or None)
+def backbone_variables(name: str, image_size: int, path: str = "", source: str = "", head: bool = False):
+  """``(apply_fn, variables)`` of model ``name`` without a head, with its pretrained weights.
+
+  ``head=True`` keeps the source's own classifier (e.g. ImageNet's 1,000 classes) where the
+  weights have one (``variables["params"]`` then holds ``head``; LEEP and NCE score with it).
+  """
   loaded = weights.load_pretrained(name, path=path or None, source=source or None)
+  kernel = loaded.get("params/head/kernel") if head else None
+  model = models.create(name, 0 if kernel is None else kernel.shape[-1], layer_impl="auto", source=source or None)
 
   def init(key, loaded):
     variables = model.init(key, jnp.zeros((1, image_size, image_size, 3), jnp.uint8))
-    return weights.merge(variables, loaded, dont_load=("head/.*",))
+    return weights.merge(variables, loaded, dont_load=() if kernel is not None else ("head/.*",))
 
   return model.apply, jax.jit(init)(jax.random.key(0), loaded)
 
