@@ -3,6 +3,7 @@ r"""Evaluates a saved checkpoint of a run in a fresh process.
   python scripts/evaluate.py --workdir runs/quickstart [--checkpoint best|latest|STEP] [--split test|val]
   python scripts/evaluate.py --workdir runs/quickstart --data folder:PATH|npz:PATH|tfds:NAME:SPLIT
       [--weights raw|ema]
+  python scripts/evaluate.py --workdir runs/quickstart --calibrate   # temperature scaling
 
 --weights defaults to the weights the run chose its best checkpoint by and
 tested (``train.best_by``: raw, or ema for a run that picked by its moving
@@ -14,6 +15,11 @@ precision/recall/F1; writes report.json and confusion_matrix.png. With
 into W/eval/<data name>_step<N>/. A checkpoint that fails verification is an
 error naming it and the file at fault (exit 1; traceback in
 <workdir>/eval/error.log, or printed with --verbose).
+
+Every report has the calibration: ECE and classwise ECE (15 bins), NLL, Brier score, and
+reliability_diagram.png. --calibrate fits one temperature on the run's val split (saved as
+W/calibration.json, used by scripts/predict.py for that checkpoint) and prints the test split's
+calibration before and after (report in W/eval/test_step<N>[_ema]_calibrated/).
 """
 
 import logging as std_logging
@@ -22,13 +28,15 @@ import os
 from absl import app, flags, logging
 
 from tl_jax import errors
-from tl_jax.evaluate import evaluation
+from tl_jax.evaluate import evaluation, temperature
 from tl_jax.train import trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a tl_jax run.", required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a step number.")
 _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 _DATA = flags.DEFINE_string("data", "", "Other data instead of a split: folder:PATH, npz:PATH or tfds:NAME:SPLIT.")
+_CALIBRATE = flags.DEFINE_bool("calibrate", False, "Fit a temperature on the val split, save it with the run, "
+                               "report the test split before and after.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the full traceback of a failure.")
 _WEIGHTS = flags.DEFINE_enum("weights", None, ["raw", "ema"],
                              "raw: the trained weights; ema: their moving average (runs with train.ema_decay). "
@@ -40,6 +48,16 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
   std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
   with errors.report_failure(os.path.join(_WORKDIR.value, "eval", "error.log"), _VERBOSE.value):
+    if _CALIBRATE.value:
+      c = temperature.calibrate(_WORKDIR.value, _CHECKPOINT.value, _WEIGHTS.value, test_split=_SPLIT.value)
+      print(f"temperature {c['temperature']:.4f} (fitted on val, step {c['step']}, {c['weights']} weights) "
+            f"-> {c['calibration_path']}")
+      for when in ("before", "after"):
+        m = c[when]
+        print(f"  {_SPLIT.value} {when:>6}: ECE {m['ece']:.4f}  classwise ECE {m['classwise_ece']:.4f}  "
+              f"NLL {m['nll']:.4f}  Brier {m['brier']:.4f}")
+      print(f"report: {c['report_path']} (+ reliability_diagram.png)")
+      return
     if _DATA.value:
       r = evaluation.evaluate(_WORKDIR.value, _DATA.value, _CHECKPOINT.value, _WEIGHTS.value)
     else:
@@ -50,7 +68,10 @@ def main(argv):
   for c in r["per_class"]:
     print(f"  {c['name']:>12}  precision {c['precision']:.3f}  recall {c['recall']:.3f}  "
           f"f1 {c['f1']:.3f}  n={c['support']}")
-  print(f"report: {r['report_path']} (+ confusion_matrix.png)")
+  if "ece" in r:
+    print(f"calibration: ECE {r['ece']:.4f}  classwise ECE {r['classwise_ece']:.4f}  NLL {r['nll']:.4f}  "
+          f"Brier {r['brier']:.4f}")
+  print(f"report: {r['report_path']} (+ confusion_matrix.png, reliability_diagram.png)")
 
 
 if __name__ == "__main__":

@@ -4,4 +4,6 @@
   ``evaluate(workdir, spec)`` on any labelled data (``folder:``, ``npz:``, ``tfds:``),
   ``restore`` and ``confident_errors``.
 - ``predict``: ``from_workdir`` / ``from_pretrained`` predictors, ``probabilities`` and ``rank``.
+- ``temperature``: temperature scaling: ``fit`` (NLL on val), ``save`` / ``load`` with the run
+  (``calibration.json``), ``calibrate(workdir, which)`` (test before/after).
 """

@@ -54,18 +54,18 @@ class Predictor:
   crop: str = "center"  # or "squash" (models.Preprocessing.crop)
 
 
-def _softmax_fn(apply_fn, variables) -> Callable[[np.ndarray], np.ndarray]:
-  fn = jax.jit(lambda v, x: jax.nn.softmax(apply_fn(v, x, train=False)[0].astype(jnp.float32), -1))
+def _softmax_fn(apply_fn, variables, temperature: float = 1.0) -> Callable[[np.ndarray], np.ndarray]:
+  fn = jax.jit(lambda v, x: jax.nn.softmax(apply_fn(v, x, train=False)[0].astype(jnp.float32) / temperature, -1))
   return lambda images: np.asarray(fn(variables, images))
 
 
-def from_run(run, weights: str = "raw") -> Predictor:
+def from_run(run, weights: str = "raw", temperature: float = 1.0) -> Predictor:
   """A restored checkpoint (``evaluation.restore``) as a predictor of its run's classes,
-  with its ``weights`` ("raw" or "ema", the moving average)."""
+  with its ``weights`` ("raw" or "ema", the moving average); logits divided by ``temperature``."""
   chosen = ema.weights(run.state, weights)
   variables = {"params": chosen.params, "batch_stats": chosen.batch_stats}
   stream = {**streaming.DEFAULTS, **dict(run.config.data.get("stream") or {})}
-  return Predictor(_softmax_fn(run.state.apply_fn, variables), run.config.data.image_size, run.class_names,
+  return Predictor(_softmax_fn(run.state.apply_fn, variables, temperature), run.config.data.image_size, run.class_names,
                    f"step {run.step}" + (", ema weights" if weights == "ema" else ""),
                    stream["crop_fraction"] or 0.875, stream["interpolation"] or "bilinear",
                    "squash" if data_lib.default_resize(run.config.data) == "squash" else "center")
@@ -74,11 +74,14 @@ def from_run(run, weights: str = "raw") -> Predictor:
 def from_workdir(workdir: str, which: str | int = "best", weights: str | None = None) -> Predictor:
   """The run's checkpoint ``which`` (``best``, ``latest`` or a step), predicting the classes it
   trained on (stored with the run) with ``weights``: None = those the run chose its best
-  checkpoint by (``evaluation.default_weights``)."""
-  from tl_jax.evaluate import evaluation  # imports the trainer: only this constructor needs it
+  checkpoint by (``evaluation.default_weights``). The run's temperature for this checkpoint
+  (``temperature.load``, fitted by ``scripts/evaluate.py --calibrate``) divides the logits when saved."""
+  from tl_jax.evaluate import evaluation, temperature  # imports the trainer: only this constructor needs it
 
   run = evaluation.restore(workdir, which)
-  predictor = from_run(run, weights or evaluation.default_weights(run.config))
+  weights = weights or evaluation.default_weights(run.config)
+  t = temperature.load(workdir, run.step, weights)
+  predictor = from_run(run, weights, t or 1.0)
   return dataclasses.replace(predictor, source=f"{workdir} {predictor.source}")
 
 

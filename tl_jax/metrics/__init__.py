@@ -1,6 +1,7 @@
 """Metrics of a split, below ``train/`` (the trainer reports every epoch).
 
 - ``classification``: confusion matrix, top-k, accuracy and per-class precision/recall/F1.
+- ``calibration``: ECE, classwise ECE, NLL, Brier score and reliability bins of a split's logits.
 - ``report``: ``evaluate_split`` (a state over a whole split) and ``write_report``.
-- ``plots``: confusion matrices, training curves, comparison plots.
+- ``plots``: confusion matrices, reliability diagrams, training curves, comparison plots.
 """

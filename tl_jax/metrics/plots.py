@@ -254,3 +254,26 @@ def plot_accuracy_lines(
     if title:
         ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_reliability_diagram(bins: Mapping[str, Sequence[float]], path, *, ece: float | None = None,
+                             title: str = "") -> str:
+    """Accuracy against confidence per bin (``calibration.reliability``'s dict), the diagonal
+    being calibrated; bars' gap to it is the miscalibration, the lower panel the bin counts."""
+    edges, count = np.asarray(bins["edges"]), np.asarray(bins["count"])
+    centers, width = (edges[:-1] + edges[1:]) / 2, np.diff(edges)
+    fig = _new_figure((5, 6))
+    ax, hist = fig.add_subplot(4, 1, (1, 3)), fig.add_subplot(4, 1, 4)
+    filled = count > 0
+    ax.bar(centers[filled], np.asarray(bins["accuracy"])[filled], width=width[filled], edgecolor="black",
+           color="tab:blue", label="accuracy")
+    ax.bar(centers[filled], np.asarray(bins["confidence"])[filled] - np.asarray(bins["accuracy"])[filled],
+           bottom=np.asarray(bins["accuracy"])[filled], width=width[filled], color="tab:red", alpha=0.3,
+           edgecolor="tab:red", label="gap to confidence")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1), ylabel="accuracy")
+    ax.legend(loc="upper left")
+    ax.set_title((title + "  " if title else "") + (f"ECE {ece:.4f}" if ece is not None else ""))
+    hist.bar(centers, count, width=width, edgecolor="black", color="gray")
+    hist.set(xlim=(0, 1), xlabel="confidence (top-1)", ylabel="examples")
+    return _save(fig, path)

@@ -100,12 +100,18 @@ def accumulate(objective, params, batch_stats, mixed: mixing.Mixed, rng: jax.Arr
 
 
 def eval_step(state: TrainState, batch: dict[str, jnp.ndarray], *, top_k: int = 5) -> dict[str, jnp.ndarray]:
-  """Per-example predictions, top-k hits and losses (the host drops padding)."""
+  """Per-example predictions, top-k hits, losses and float32 logits (the host drops padding)."""
   variables = {"params": state.params, "batch_stats": state.batch_stats}
   logits, _ = state.apply_fn(variables, batch["image"], train=False)
-  labels = batch["label"]
+  return eval_outputs(logits, batch["label"], top_k=top_k)
+
+
+def eval_outputs(logits: jnp.ndarray, labels: jnp.ndarray, *, top_k: int = 5) -> dict[str, jnp.ndarray]:
+  """``eval_step``'s outputs from logits (also those averaged over test-time views)."""
+  logits = logits.astype(jnp.float32)  # calibration is computed from them on the host
   return {
       "pred": jnp.argmax(logits, -1),
       "top_k": metrics.topk_correct(logits, labels, min(top_k, logits.shape[-1])),
       "loss": optax.softmax_cross_entropy_with_integer_labels(logits, labels),
+      "logits": logits,
   }
