@@ -6,4 +6,8 @@
 - ``probe_sweep``: probes per model and per cut point on cached pooled features.
 - ``transferability``: scores that rank models and cut points from one forward pass (LogME, LEEP,
   NCE, H-score, regularised H-score, TransRate).
+- ``rank``: ``rank(data, models, workdir=...)`` scores models and cut points from one forward pass
+  each (``scripts/rank.py``) and writes the table and plot.
+- ``fewshot``: big_vision's few-shot linear protocol (closed-form regularised least squares,
+  1/5/10/25 shots, several seeds): ``protocol`` on features, ``evaluate_run`` on a checkpoint.
 """
