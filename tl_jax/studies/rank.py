@@ -26,7 +26,7 @@ from tl_jax import data as data_lib
 from tl_jax.data import in_package
 from tl_jax.evaluate import evaluation
 from tl_jax.studies import probe_sweep, transferability
-from tl_jax.train import feature_cache
+from tl_jax.train import feature_cache, workdir as workdir_lib
 
 SOURCE = "source_logits"  # the key of the source head's logits among the pooled outputs
 COLUMNS = ("model", "cut_point", "dim", "images", *transferability.SCORES, *transferability.SOURCE_SCORES,
@@ -51,14 +51,7 @@ def load_images(spec: str, image_size: int, *, per_class: int = 0, seed: int = 0
   return split
 
 
-def model_outputs(name: str, split: data_lib.Split, image_size: int, *, stages: bool = False,
-                  source: str = "", path: str = "", batch_size: int = 64):
-  """``({cut point: (N, D) pooled features}, (N, Z) source probabilities or None)``: one pass.
-
-  The features are ``probe_sweep``'s (``backbone_variables``, ``feature_cache.pooled_features``);
-  the model keeps its own head here when its weights have one.
-  """
-  apply_fn, variables = probe_sweep.backbone_variables(name, image_size, path, source, head=True)
+def _outputs(apply_fn, variables, split, image_size: int, stages: bool, batch_size: int):
   has_head = "head" in variables["params"]
 
   def outputs(v, x):  # the source logits ride along with the features: still one forward pass
@@ -72,6 +65,27 @@ def model_outputs(name: str, split: data_lib.Split, image_size: int, *, stages: 
                                          tuple(keys) + ((SOURCE,) if has_head else ()))
   probs = special.softmax(pooled.pop(SOURCE).astype(np.float64), axis=1) if has_head else None
   return pooled, probs
+
+
+def model_outputs(name: str, split: data_lib.Split, image_size: int, *, stages: bool = False,
+                  source: str = "", path: str = "", batch_size: int = 64):
+  """``({cut point: (N, D) pooled features}, (N, Z) source probabilities or None)``: one pass.
+
+  The features are ``probe_sweep``'s (``backbone_variables``, ``feature_cache.pooled_features``);
+  the model keeps its own head here when its weights have one.
+  """
+  apply_fn, variables = probe_sweep.backbone_variables(name, image_size, path, source, head=True)
+  return _outputs(apply_fn, variables, split, image_size, stages, batch_size)
+
+
+def checkpoint_outputs(workdir: str, split: data_lib.Split, *, which: str | int = "best",
+                       stages: bool = False, batch_size: int = 64):
+  """``model_outputs`` of checkpoint ``which`` of an earlier tl_jax run: its backbone's features
+  and its own head's probabilities (its classes are the "source" classes of LEEP and NCE).
+  ``split`` must be at the run's ``config.data.image_size``."""
+  restored = evaluation.restore(workdir, which)
+  variables = {"params": restored.state.params, "batch_stats": restored.state.batch_stats}
+  return _outputs(restored.state.apply_fn, variables, split, restored.config.data.image_size, stages, batch_size)
 
 
 def score_model(features: dict[str, np.ndarray], labels: np.ndarray,
@@ -93,23 +107,38 @@ def score_model(features: dict[str, np.ndarray], labels: np.ndarray,
   return rows
 
 
-def rank(data: str, model_names, *, workdir: str, stages: bool = False, image_size: int = 224,
-         per_class: int = 0, seed: int = 0, by: str = "logme", batch_size: int = 64,
+def rank(data: str, model_names, *, workdir: str, checkpoints=(), stages: bool = False,
+         image_size: int = 224, per_class: int = 0, seed: int = 0, by: str = "logme", batch_size: int = 64,
          cache_dir: str = "", log=print) -> list[dict[str, Any]]:
-  """Scores every model of ``model_names`` (and with ``stages`` every cut point) on ``data``.
+  """Scores every model of ``model_names`` and every run in ``checkpoints`` (workdirs: their best
+  checkpoint, images at the run's own size), and with ``stages`` every cut point, on ``data``.
 
   Returns the rows (model order, then depth), also written to ``workdir/rank.{csv,md,png}``;
   ``top(rows, by)`` is the best one.
   """
   if by not in COLUMNS[4:-2]:
     raise ValueError(f"by={by!r}: rank by one of {COLUMNS[4:-2]}.")
-  split = load_images(data, image_size, per_class=per_class, seed=seed, cache_dir=cache_dir)
-  labels = np.asarray(split.labels)
-  log(f"{data}: {len(labels)} images, {len(np.unique(labels))} classes, {image_size} px")
+  splits: dict[int, data_lib.Split] = {}
+
+  def images(size):  # the same images (same subset) at every size a candidate needs
+    if size not in splits:
+      splits[size] = load_images(data, size, per_class=per_class, seed=seed, cache_dir=cache_dir)
+      log(f"{data}: {len(splits[size])} images, {len(np.unique(splits[size].labels))} classes, {size} px")
+    return splits[size]
+
+  candidates = [(n, image_size, lambda split, n=n: model_outputs(n, split, image_size, stages=stages,
+                                                                batch_size=batch_size)) for n in model_names]
+  for w in checkpoints:
+    candidates.append((w, workdir_lib.load_config(w).data.image_size,
+                       lambda split, w=w: checkpoint_outputs(w, split, stages=stages, batch_size=batch_size)))
+  if not candidates:
+    raise ValueError("Nothing to rank: give zoo model names, run workdirs (checkpoints), or both.")
   rows = []
-  for name in model_names:
+  for name, size, outputs in candidates:
+    split = images(size)
+    labels = np.asarray(split.labels)
     t0 = time.time()
-    feats, probs = model_outputs(name, split, image_size, stages=stages, batch_size=batch_size)
+    feats, probs = outputs(split)
     forward = round(time.time() - t0, 2)
     mine = score_model(feats, labels, probs)
     for r in mine:
