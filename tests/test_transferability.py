@@ -15,8 +15,6 @@ def _data(n=60, d=8, c=3, seed=0):
   return f, y
 
 
-# -------------------------------------------------------------------------- references (papers)
-
 def _ref_evidence(f, y, alpha, beta):
   """You et al. (2021) Eq. (2), with A = alpha I + beta F^T F and m = beta A^-1 F^T y written out."""
   n, d = f.shape
@@ -92,8 +90,6 @@ def _ref_transrate(f, y, eps=1e-4):
   return rate(z) - sum(np.sum(y == c) / n * rate(z[y == c]) for c in np.unique(y))
 
 
-# ------------------------------------------------------------------------------------ equality
-
 @pytest.mark.parametrize("n,d,c,seed", [(60, 8, 3, 0), (200, 32, 10, 1), (40, 100, 4, 2)])
 def test_feature_scores_match_references(n, d, c, seed):
   f, y = _data(n, d, c, seed)
@@ -144,8 +140,6 @@ def test_logme_fixed_point_maximises_the_evidence():
     assert tr.evidence(f, t, alpha[0] * da, beta[0] * db)[0] < ev[0]
   assert score == pytest.approx(ev.mean())
 
-
-# ------------------------------------------------------------------------------------ degenerate
 
 def test_degenerate_inputs_give_finite_scores():
   f, y = _data(30, 5, 3, 7)

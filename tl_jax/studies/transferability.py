@@ -47,8 +47,6 @@ def _one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
   return (labels[:, None] == np.arange(num_classes)[None]).astype(np.float64)
 
 
-# ------------------------------------------------------------------------------------------ LogME
-
 _TINY = 1e-300  # floor of divisions that are 0/0 only when features or targets vanish
 
 
@@ -136,8 +134,6 @@ def logme(features, labels, *, tol: float = 1e-6, max_iter: int = 100, per_class
   return (float(ev.mean()), ev, alpha, beta) if per_class else float(ev.mean())
 
 
-# ---------------------------------------------------------------------------- source predictions
-
 def leep(source_probs, labels) -> float:
   """LEEP of Nguyen, Hassner, Seeger & Archambeau (2020), "LEEP: A New Measure to Evaluate
   Transferability of Learned Representations" (ICML), Eq. (1)-(2).
@@ -173,8 +169,6 @@ def nce(source_labels, labels) -> float:
   nz = joint > 0
   return float(np.sum(joint[nz] * np.log((joint / pz)[nz])))
 
-
-# ---------------------------------------------------------------------------------- H-scores
 
 def _centred_svd(f: np.ndarray):
   """``(U, s)`` of the centred features, with directions of (numerically) zero variance dropped
@@ -250,8 +244,6 @@ def regularized_h_score(features, labels) -> float:
   eig = s ** 2 / len(f)
   return float(np.sum((1 - a) * eig / ((1 - a) * eig + a * mu) * _between_weights(u, y, num_classes)))
 
-
-# ---------------------------------------------------------------------------------- TransRate
 
 def _coding_rate(z: np.ndarray, eps: float, dim: int) -> float:
   """``1/2 logdet(I_d + d / (n eps^2) Z^T Z)``, from the singular values of ``Z`` (n x d)."""
