@@ -2,7 +2,7 @@ r"""Evaluates a saved checkpoint of a run in a fresh process.
 
   python scripts/evaluate.py --workdir runs/quickstart [--checkpoint best|latest|STEP] [--split test|val]
   python scripts/evaluate.py --workdir runs/quickstart --data folder:PATH|npz:PATH|tfds:NAME:SPLIT
-      [--weights raw|ema]
+      [--weights raw|ema] [--tta flip]
   python scripts/evaluate.py --workdir runs/quickstart --calibrate   # temperature scaling
 
 --weights defaults to the weights the run chose its best checkpoint by and
@@ -28,7 +28,7 @@ import os
 from absl import app, flags, logging
 
 from tl_jax import errors
-from tl_jax.evaluate import evaluation, temperature
+from tl_jax.evaluate import evaluation, temperature, tta
 from tl_jax.train import trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a tl_jax run.", required=True)
@@ -37,6 +37,8 @@ _SPLIT = flags.DEFINE_string("split", "test", "Split to evaluate.")
 _DATA = flags.DEFINE_string("data", "", "Other data instead of a split: folder:PATH, npz:PATH or tfds:NAME:SPLIT.")
 _CALIBRATE = flags.DEFINE_bool("calibrate", False, "Fit a temperature on the val split, save it with the run, "
                                "report the test split before and after.")
+_TTA = flags.DEFINE_enum("tta", "none", list(tta.MODES), "Test-time augmentation, logits averaged: flip "
+                         "(five_crop/ten_crop need the larger picture: scripts/predict.py on image files).")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the full traceback of a failure.")
 _WEIGHTS = flags.DEFINE_enum("weights", None, ["raw", "ema"],
                              "raw: the trained weights; ema: their moving average (runs with train.ema_decay). "
@@ -59,9 +61,10 @@ def main(argv):
       print(f"report: {c['report_path']} (+ reliability_diagram.png)")
       return
     if _DATA.value:
-      r = evaluation.evaluate(_WORKDIR.value, _DATA.value, _CHECKPOINT.value, _WEIGHTS.value)
+      r = evaluation.evaluate(_WORKDIR.value, _DATA.value, _CHECKPOINT.value, _WEIGHTS.value, _TTA.value)
     else:
-      r = evaluation.evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value, _WEIGHTS.value)
+      r = evaluation.evaluate_checkpoint(_WORKDIR.value, _CHECKPOINT.value, _SPLIT.value, _WEIGHTS.value,
+                                         _TTA.value)
   print(f"{r['split']} @ step {r['step']} ({r['weights']} weights): accuracy {r['accuracy']:.4f}"
         + (f", top-5 {r['top5_accuracy']:.4f}" if "top5_accuracy" in r else "")
         + f", macro F1 {r['macro_f1']:.4f} ({r['num_examples']} examples)")

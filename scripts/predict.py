@@ -2,7 +2,7 @@ r"""Top-k class names with probabilities for image files or folders.
 
   python scripts/predict.py --workdir runs/quickstart [--checkpoint best] [--top_k 5] IMAGE_OR_FOLDER...
   python scripts/predict.py --model efficientnet_lite0 photo.jpg          # pretrained ImageNet classes
-      [--output predictions.csv|predictions.json]
+      [--output predictions.csv|predictions.json] [--tta flip|five_crop|ten_crop]
 
 Folders are searched recursively for the formats the image-folder source reads.
 """
@@ -11,12 +11,15 @@ import logging as std_logging
 
 from absl import app, flags, logging
 
-from tl_jax.evaluate import predict
+from tl_jax.evaluate import predict, tta
 
 _WORKDIR = flags.DEFINE_string("workdir", "", "Workdir of a tl_jax run (its classes).")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "best, latest or a step number (with --workdir).")
 _MODEL = flags.DEFINE_string("model", "", "Instead of --workdir: a model with pretrained ImageNet weights.")
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Classes shown per image.")
+_TTA = flags.DEFINE_enum("tta", "none", list(tta.MODES), "Test-time augmentation: logits averaged over the "
+                         "mirror (flip) or the corner and center crops of the resized picture (five_crop, "
+                         "ten_crop: and their mirrors).")
 _OUTPUT = flags.DEFINE_string("output", "", "Also write the predictions to this .csv or .json file.")
 
 
@@ -28,7 +31,8 @@ def main(argv):
   std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
   predictor = (predict.from_workdir(_WORKDIR.value, _CHECKPOINT.value) if _WORKDIR.value
                else predict.from_pretrained(_MODEL.value))
-  results = predict.predict(predictor, predict.list_images(inputs), _TOP_K.value)
+  paths = predict.list_images(inputs)
+  results = predict.predict(predictor, paths, _TOP_K.value, tta=_TTA.value)
   bad = [r for r in results if r.get("error")]
   print(f"{predictor.source}: {len(results) - len(bad)} image(s)")
   for r in results:

@@ -4,6 +4,8 @@
   ``evaluate(workdir, spec)`` on any labelled data (``folder:``, ``npz:``, ``tfds:``),
   ``restore`` and ``confident_errors``.
 - ``predict``: ``from_workdir`` / ``from_pretrained`` predictors, ``probabilities`` and ``rank``.
+- ``tta``: test-time augmentation: ``eval_fn("flip")`` for splits, ``file_probabilities(predictor, path,
+  "flip" | "five_crop" | "ten_crop")`` for image files (``predict.predict(..., tta=)``); logits averaged.
 - ``temperature``: temperature scaling: ``fit`` (NLL on val), ``save`` / ``load`` with the run
   (``calibration.json``), ``calibrate(workdir, which)`` (test before/after).
 """

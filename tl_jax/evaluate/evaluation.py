@@ -29,12 +29,12 @@ import os
 import re
 from typing import Any
 
-import jax
 import ml_collections
 import numpy as np
 
 from tl_jax import data as data_lib
 from tl_jax.data import image_folder, in_package, tfds_source
+from tl_jax.evaluate import tta as tta_lib
 from tl_jax.metrics.report import evaluate_split, write_report
 from tl_jax.train import checkpoint, ema, steps, trainer, workdir as workdir_lib
 
@@ -142,22 +142,25 @@ def default_weights(config) -> str:
   return config["train"].get("best_by", "raw")
 
 
-def evaluate(workdir: str, spec: str, which: str | int = "best", weights: str | None = None) -> dict[str, Any]:
+def evaluate(workdir: str, spec: str, which: str | int = "best", weights: str | None = None,
+             tta: str = "none") -> dict[str, Any]:
   """Evaluates checkpoint ``which`` of ``workdir`` on the data ``spec`` (see the module doc).
 
-  ``weights``: "raw" or "ema"; None = ``default_weights`` of the run.
+  ``weights``: "raw" or "ema"; None = ``default_weights`` of the run. ``tta``: "none" or "flip"
+  (``tta.eval_fn``; report folder suffix ``_tta-flip``).
 
   Writes ``report.json`` and ``confusion_matrix.png`` (in the run's class
   order) under ``workdir/eval/<data name>_step<N>/`` and returns the report
   with ``step``, ``split`` (the data name) and ``report_path``.
   """
+  tta_lib.eval_fn(tta)  # an unknown or crop mode fails before anything is loaded
   run = restore(workdir, which)
   weights = weights or default_weights(run.config)
   data = load_data(spec, run.config.data)
   split = align(data, run.class_names)
-  result = evaluate_split(jax.jit(steps.eval_step), ema.weights(run.state, weights), split,
+  result = evaluate_split(tta_lib.eval_fn(tta), ema.weights(run.state, weights), split,
                           run.config.train.eval_batch_size, len(run.class_names))
-  out = os.path.join(workdir, "eval", f"{data.name}_step{run.step}" + ("_ema" if weights == "ema" else ""))
+  out = os.path.join(workdir, "eval", f"{data.name}_step{run.step}" + _suffix(weights, tta))
   path = write_report(out, result, run.class_names, f"{data.name}, step {run.step}, {weights} weights")
   return {"step": run.step, "split": data.name, "weights": weights, "report_path": path, **result["report"]}
 
@@ -169,8 +172,12 @@ def confident_errors(probs: np.ndarray, labels: np.ndarray, n: int = 12) -> np.n
   return wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:n]
 
 
+def _suffix(weights: str, tta: str) -> str:
+  return ("_ema" if weights == "ema" else "") + ("" if tta == "none" else f"_tta-{tta}")
+
+
 def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "test",
-                        weights: str | None = None) -> dict[str, Any]:
+                        weights: str | None = None, tta: str = "none") -> dict[str, Any]:
   """Restores a checkpoint of a finished or running run and evaluates its ``weights`` ("raw" or "ema";
   None = ``default_weights``: what the run chose its best checkpoint by).
 
@@ -182,6 +189,7 @@ def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "t
   # A reader: keeps and deletes nothing; "best" by the metric the run chose by.
   ckpts = checkpoint.Checkpoints(workdir, metric=ema.metric_name(config.train))
   step = ckpts.resolve(which)  # verified, before the data is loaded
+  step_fn = tta_lib.eval_fn(tta)  # an unknown or crop mode fails before the data is loaded
   dataset = data_lib.load(config.data)
   if split not in dataset.splits:
     raise ValueError(f"Unknown split {split!r}; this run has {sorted(dataset.splits)}.")
@@ -192,8 +200,7 @@ def evaluate_checkpoint(workdir: str, which: str | int = "best", split: str = "t
     data = align(EvalData(split, data, dataset.class_names), names)
   # Only shapes are needed: no pretrained weights are read to evaluate.
   step, state = ckpts.read(which, lambda s: _restore_weights(ckpts, s, config, len(names)))  # a running run's too
-  result = evaluate_split(jax.jit(steps.eval_step), ema.weights(state, weights), data,
-                          config.train.eval_batch_size, len(names))
-  out = os.path.join(workdir, "eval", f"{split}_step{step}" + ("_ema" if weights == "ema" else ""))
+  result = evaluate_split(step_fn, ema.weights(state, weights), data, config.train.eval_batch_size, len(names))
+  out = os.path.join(workdir, "eval", f"{split}_step{step}" + _suffix(weights, tta))
   path = write_report(out, result, names, f"{split}, step {step}, {weights} weights")
   return {"step": step, "split": split, "weights": weights, "report_path": path, **result["report"]}

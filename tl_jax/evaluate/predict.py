@@ -23,6 +23,7 @@ from PIL import Image
 
 from tl_jax import data as data_lib, models, weights
 from tl_jax.data import decode, image_folder, streaming
+from tl_jax.evaluate import tta as tta_lib
 from tl_jax.train import ema
 
 
@@ -150,10 +151,20 @@ def rank(predictor: Predictor, probs: np.ndarray, k: int = 5) -> list[list[dict[
 
 
 def predict(predictor: Predictor, paths: Sequence[str], top_k: int = 5,
-            batch_size: int = 16) -> list[dict[str, Any]]:
+            batch_size: int = 16, tta: str = "none") -> list[dict[str, Any]]:
   """The ``top_k`` classes of every image file, in order: ``{'path', 'top_k': [{'class', 'index',
   'probability'}]}``; a file that cannot be decoded gets ``{'path', 'top_k': [], 'error'}`` and the
-  others are predicted. Files are decoded one batch at a time (memory: one batch of images)."""
+  others are predicted. Files are decoded one batch at a time (memory: one batch of images).
+  ``tta``: "flip", "five_crop" or "ten_crop" averages the logits of each file's views (``tta``)."""
+  if tta != "none":
+    results = []
+    for path in paths:
+      try:
+        probs = tta_lib.file_probabilities(predictor, path, tta)
+        results.append({"path": path, "top_k": rank(predictor, probs[None], top_k)[0]})
+      except decode.BadImage as e:
+        results.append({"path": path, "top_k": [], "error": str(e)})
+    return results
   results = []
   for start in range(0, len(paths), batch_size):
     chunk, images = [], []
