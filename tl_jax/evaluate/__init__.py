@@ -6,6 +6,8 @@
 - ``predict``: ``from_workdir`` / ``from_pretrained`` predictors, ``probabilities`` and ``rank``.
 - ``tta``: test-time augmentation: ``eval_fn("flip")`` for splits, ``file_probabilities(predictor, path,
   "flip" | "five_crop" | "ten_crop")`` for image files (``predict.predict(..., tta=)``); logits averaged.
+- ``averaging``: ``average(workdir, out, last=k)``: a run's last checkpoints averaged into a new
+  evaluable run, BatchNorm statistics averaged or recomputed.
 - ``temperature``: temperature scaling: ``fit`` (NLL on val), ``save`` / ``load`` with the run
   (``calibration.json``), ``calibrate(workdir, which)`` (test before/after).
 """
