@@ -60,14 +60,17 @@ def test_large_alpha_keeps_weights_near_w0_weight_decay_pulls_to_zero(quickstart
   matrices = [p for p in trained if w0[p].ndim > 1]
   vectors = [p for p in trained if w0[p].ndim <= 1]
   drift_plain, _, _ = run()
-  drift_l2sp, _, _ = run(l2sp=dict(alpha=8.0, beta=0.0))
+  drift_l2sp, _, _ = run(l2sp=dict(alpha=2.0, beta=0.0))
   drift_wd, norm_wd, norm_wd_1d = run(l2sp=dict(alpha=0.0, beta=0.0), weight_decay=8.0)
   _, _, norm_all_1d = run(weight_decay=8.0, decay_1d=True)
   norm0, norm0_1d = _norm(w0, matrices), _norm(w0, vectors)
   print(f"||w - w0||: plain {drift_plain:.4f}, L2-SP {drift_l2sp:.4f}, weight decay {drift_wd:.4f}; "
         f"||w0|| {norm0:.3f}, ||w|| after weight decay {norm_wd:.4f}; 1-D: {norm0_1d:.3f} -> {norm_wd_1d:.3f} "
         f"(decay_1d: {norm_all_1d:.4f})")
-  assert 0 < drift_l2sp < 0.3 * drift_plain
+  # alpha 2 at lr 0.1 pulls back 20% a step: 0.43 of the plain drift here. (A larger alpha is
+  # not monotonically closer: with lr * (alpha + curvature) > 1 the pull overshoots; at alpha 8 the
+  # drift was 0.24 or 0.50 of the plain one with Lite0's two normalisations.)
+  assert 0 < drift_l2sp < 0.6 * drift_plain
   assert norm_wd < 0.1 * norm0 and drift_wd > 0.5 * norm0
   assert norm_wd_1d > 0.5 * norm0_1d and norm_all_1d < 0.1 * norm0_1d
 

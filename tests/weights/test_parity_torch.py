@@ -177,7 +177,8 @@ def test_efficientnet_lite0_lukemelas_real_weights():
   module.eval()
   photo = jax.image.resize(np.asarray(skdata.chelsea(), np.float32), (224, 224, 3), "bilinear")
   x = np.stack([np.asarray(photo), images(0, 224)[0]])
-  expected = torch_logits(module, x, TF_HALF, TF_HALF)
+  prep = models.preprocessing("efficientnet_lite0")  # TF Lite's (x - 127) / 128, as create() applies
+  expected = torch_logits(module, x, np.float32(prep.mean), np.float32(prep.std))
   model = models.create("efficientnet_lite0", 1000)
   init = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
   logits, _ = model.apply(weights.merge(init, weights.load_pretrained("efficientnet_lite0")), x)
