@@ -4,6 +4,7 @@ r"""Evaluates a saved checkpoint of a run in a fresh process.
   python scripts/evaluate.py --workdir runs/quickstart --data folder:PATH|npz:PATH|tfds:NAME:SPLIT
       [--weights raw|ema] [--tta flip]
   python scripts/evaluate.py --workdir runs/quickstart --calibrate   # temperature scaling
+  python scripts/evaluate.py --workdir runs/quickstart --wise_ft      # WiSE-FT over alpha 0, 0.1, ..., 1
 
 --weights defaults to the weights the run chose its best checkpoint by and
 tested (``train.best_by``: raw, or ema for a run that picked by its moving
@@ -28,7 +29,7 @@ import os
 from absl import app, flags, logging
 
 from tl_jax import errors
-from tl_jax.evaluate import evaluation, temperature, tta
+from tl_jax.evaluate import evaluation, temperature, tta, wise_ft
 from tl_jax.train import trainer
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Workdir of a tl_jax run.", required=True)
@@ -39,6 +40,8 @@ _CALIBRATE = flags.DEFINE_bool("calibrate", False, "Fit a temperature on the val
                                "report the test split before and after.")
 _TTA = flags.DEFINE_enum("tta", "none", list(tta.MODES), "Test-time augmentation, logits averaged: flip "
                          "(five_crop/ten_crop need the larger picture: scripts/predict.py on image files).")
+_WISE_FT = flags.DEFINE_bool("wise_ft", False, "Interpolate the backbone between the pretrained start and the "
+                             "checkpoint (alpha 0..1, head kept); accuracy per alpha on val and test.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the full traceback of a failure.")
 _WEIGHTS = flags.DEFINE_enum("weights", None, ["raw", "ema"],
                              "raw: the trained weights; ema: their moving average (runs with train.ema_decay). "
@@ -50,6 +53,12 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
   std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
   with errors.report_failure(os.path.join(_WORKDIR.value, "eval", "error.log"), _VERBOSE.value):
+    if _WISE_FT.value:
+      w = wise_ft.wise_ft(_WORKDIR.value, _CHECKPOINT.value, weights=_WEIGHTS.value)
+      for i, a in enumerate(w["alphas"]):
+        print(f"  alpha {a:.2f}: val accuracy {w['val']['accuracy'][i]:.4f}  test accuracy {w['test']['accuracy'][i]:.4f}")
+      print(f"chosen on val: alpha {w['best_alpha']:g}, test accuracy {w['test_at_best']['test']:.4f}; {w['path']}")
+      return
     if _CALIBRATE.value:
       c = temperature.calibrate(_WORKDIR.value, _CHECKPOINT.value, _WEIGHTS.value, test_split=_SPLIT.value)
       print(f"temperature {c['temperature']:.4f} (fitted on val, step {c['step']}, {c['weights']} weights) "

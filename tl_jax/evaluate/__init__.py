@@ -8,6 +8,8 @@
   "flip" | "five_crop" | "ten_crop")`` for image files (``predict.predict(..., tta=)``); logits averaged.
 - ``averaging``: ``average(workdir, out, last=k)``: a run's last checkpoints averaged into a new
   evaluable run, BatchNorm statistics averaged or recomputed.
+- ``wise_ft``: ``wise_ft(workdir, which, alphas)``: the backbone interpolated between the pretrained
+  start and the checkpoint (head kept), evaluated per alpha; ``interpolate``.
 - ``temperature``: temperature scaling: ``fit`` (NLL on val), ``save`` / ``load`` with the run
   (``calibration.json``), ``calibrate(workdir, which)`` (test before/after).
 """
