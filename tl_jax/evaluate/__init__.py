@@ -10,6 +10,7 @@
   evaluable run, BatchNorm statistics averaged or recomputed.
 - ``wise_ft``: ``wise_ft(workdir, which, alphas)``: the backbone interpolated between the pretrained
   start and the checkpoint (head kept), evaluated per alpha; ``interpolate``.
+- ``soups``: ``soup(workdirs)``: uniform and greedy model soups beside the best single run.
 - ``temperature``: temperature scaling: ``fit`` (NLL on val), ``save`` / ``load`` with the run
   (``calibration.json``), ``calibrate(workdir, which)`` (test before/after).
 """

@@ -1,0 +1,73 @@
+"""Model soups of two tiny runs: the uniform soup by hand, the greedy rule, refused ingredients."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from tl_jax.evaluate import soups
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+  from tests import tiny
+  from tl_jax.train import trainer
+  tmp = tmp_path_factory.mktemp("soup_runs")
+  npz = tiny.write_npz(tmp / "digits.npz")
+  workdirs = []
+  for lr in (3e-2, 1e-2):
+    cfg = tiny.config(npz, **{"train.compilation_cache_dir": "", "optim.lr": lr})
+    workdirs.append(str(tmp / f"lr{lr}"))
+    trainer.train_and_evaluate(cfg, workdirs[-1])
+  return workdirs, tmp
+
+
+def test_uniform_and_greedy_soups(two_runs):
+  from tl_jax.evaluate import evaluation
+  workdirs, tmp = two_runs
+  r = soups.soup(workdirs, out=str(tmp / "soup"))
+  vals = [row["val_accuracy"] for row in r["ingredients"]]
+  assert vals == sorted(vals, reverse=True) and r["best_single"] == r["ingredients"][0]
+  assert r["greedy"]["val_accuracy"] >= r["best_single"]["val_accuracy"]  # it never drops
+  assert r["greedy"]["members"][0] == r["best_single"]["workdir"]
+  for row in r["ingredients"]:  # single runs evaluated as evaluate_checkpoint does
+    assert row["test_accuracy"] == evaluation.evaluate_checkpoint(row["workdir"], "best", "test")["accuracy"]
+  # the uniform soup is the mean of the heads (the probes' backbones are the same frozen start)
+  a, b = (evaluation.restore(w).state.params for w in workdirs)
+  mixed = soups._mix([evaluation.restore(w).state for w in workdirs]).params
+  for m, x, y in zip(jax.tree.leaves(mixed), jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(m, (np.asarray(x, np.float64) + np.asarray(y, np.float64)) / 2, rtol=1e-6, atol=1e-7)
+  with open(tmp / "soup" / "soup.json") as f:
+    assert json.load(f)["uniform"] == r["uniform"]
+
+
+def test_ingredients_must_share_model_and_start(two_runs):
+  workdirs, tmp = two_runs
+  for key, value in (("model", {"name": "resnet18"}), ("seed", 7)):
+    other = str(tmp / f"other_{key}")
+    shutil.copytree(workdirs[1], other)
+    with open(os.path.join(other, "config.json")) as f:
+      config = json.load(f)
+    config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    with open(os.path.join(other, "config.json"), "w") as f:
+      json.dump(config, f)
+    with pytest.raises(ValueError, match="cannot join a soup"):
+      soups.check_ingredients([workdirs[0], other], [_restored(workdirs[0]), _config_only(other)])
+  with pytest.raises(ValueError, match="at least two"):
+    soups.soup(workdirs[:1])
+
+
+def _restored(workdir):
+  from tl_jax.evaluate import evaluation
+  return evaluation.restore(workdir)
+
+
+def _config_only(workdir):
+  """The run's config and classes with the first run's state (the check reads config first)."""
+  from tl_jax.evaluate import evaluation
+  from tl_jax.train import workdir as workdir_lib
+  r = evaluation.restore(workdir.replace("other_model", "lr0.01").replace("other_seed", "lr0.01"))
+  return evaluation.Restored(workdir_lib.load_config(workdir), r.state, r.step, r.class_names)
