@@ -56,7 +56,8 @@ def main(argv):
     if _WISE_FT.value:
       w = wise_ft.wise_ft(_WORKDIR.value, _CHECKPOINT.value, weights=_WEIGHTS.value)
       for i, a in enumerate(w["alphas"]):
-        print(f"  alpha {a:.2f}: val accuracy {w['val']['accuracy'][i]:.4f}  test accuracy {w['test']['accuracy'][i]:.4f}")
+        print(f"  alpha {a:.2f}: val accuracy {w['val']['accuracy'][i]:.4f}  "
+              f"test accuracy {w['test']['accuracy'][i]:.4f}")
       print(f"chosen on val: alpha {w['best_alpha']:g}, test accuracy {w['test_at_best']['test']:.4f}; {w['path']}")
       return
     if _CALIBRATE.value:

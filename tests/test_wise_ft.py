@@ -11,7 +11,8 @@ from tl_jax.evaluate import wise_ft
 
 
 def test_interpolate_keeps_the_head():
-  start = {"backbone": {"w": np.zeros(3, np.float32), "b": np.ones(2, np.float32)}, "head": {"kernel": np.zeros(2, np.float32)}}
+  start = {"backbone": {"w": np.zeros(3, np.float32), "b": np.ones(2, np.float32)},
+           "head": {"kernel": np.zeros(2, np.float32)}}
   fine = {"backbone": {"w": np.full(3, 4.0, np.float32), "b": np.full(2, 3.0, np.float32)},
           "head": {"kernel": np.full(2, 7.0, np.float32)}}
   mixed = wise_ft.interpolate(start, fine, 0.25)
