@@ -8,9 +8,12 @@ Folders are searched recursively for the formats the image-folder source reads.
 """
 
 import logging as std_logging
+import os
+import tempfile
 
 from absl import app, flags, logging
 
+from tl_jax import errors
 from tl_jax.evaluate import predict, tta
 
 _WORKDIR = flags.DEFINE_string("workdir", "", "Workdir of a tl_jax run (its classes).")
@@ -29,6 +32,13 @@ def main(argv):
     raise app.UsageError("Give --workdir W or --model NAME (not both), then image files or folders.")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every file at INFO
   std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
+  log = (os.path.join(_WORKDIR.value, "eval", "predict_error.log") if _WORKDIR.value
+         else os.path.join(tempfile.gettempdir(), "tl_jax_predict_error.log"))
+  with errors.report_failure(log):  # bad input: the cause as the last line, no traceback
+    _predict(inputs)
+
+
+def _predict(inputs):
   predictor = (predict.from_workdir(_WORKDIR.value, _CHECKPOINT.value) if _WORKDIR.value
                else predict.from_pretrained(_MODEL.value))
   paths = predict.list_images(inputs)
