@@ -47,7 +47,7 @@ def check(name, source, module, tmp_path, mean, std, model=None, seed=0):
   x = images(seed)
   expected = torch_logits(module, x, mean, std)
   assert expected.std() > 0.1, "reference logits are degenerate; the comparison would be vacuous"
-  model = model or models.create(name, expected.shape[-1])
+  model = model or models.create(name, expected.shape[-1], source=source)  # normalised as that source
   init = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
   diffs = {}
   for fmt, file in files.items():
