@@ -51,3 +51,29 @@ def test_wise_ft_on_a_linear_probe(tiny_run):
   with open(r["path"]) as f:
     assert json.load(f)["alphas"] == [0.0, 0.5, 1.0]
   assert os.path.exists(os.path.join(os.path.dirname(r["path"]), "wise_ft.png"))
+
+
+@pytest.mark.slow  # ~95 s on 2 cores: a fine-tune compiles the backbone's backward pass
+def test_wise_ft_on_a_full_fine_tune(tmp_path):
+  """The backbone moves: alpha 1 is the checkpoint, alpha 0 the start with the fine-tuned head,
+  and the chosen alpha has the best validation accuracy."""
+  from tests import tiny
+  from tl_jax.evaluate import evaluation
+  from tl_jax.train import state as state_lib, trainer
+
+  cfg = tiny.config(tiny.write_npz(tmp_path / "digits.npz"), **{"train.compilation_cache_dir": "",
+                                                                 "train.num_epochs": 2, "optim.lr": 1e-2})
+  cfg.param_groups = dict(preset=dict(name="full"), head=dict(lr_mult=1.0), backbone=dict(lr_mult=1.0, bn="running"))
+  workdir = str(tmp_path / "run")
+  trainer.train_and_evaluate(cfg, workdir)
+  run = evaluation.restore(workdir, "best")
+  start, _ = state_lib.create_state(run.config, len(run.class_names), 1)
+  moved = [float(np.max(np.abs(np.asarray(s) - np.asarray(f)))) for s, f in
+           zip(jax.tree.leaves(start.params["backbone"]), jax.tree.leaves(run.state.params["backbone"]))]
+  assert max(moved) > 1e-3  # fine-tuned, not a probe
+  r = wise_ft.wise_ft(workdir, "best", alphas=(0.0, 0.5, 1.0))
+  test = evaluation.evaluate_checkpoint(workdir, "best", "test")
+  assert r["test"]["accuracy"][-1] == test["accuracy"]
+  best = int(np.argmax(r["val"]["accuracy"][::-1]))  # ties to the larger alpha
+  assert r["best_alpha"] == (0.0, 0.5, 1.0)[::-1][best]
+  assert r["val"]["accuracy"][[0.0, 0.5, 1.0].index(r["best_alpha"])] == max(r["val"]["accuracy"])
