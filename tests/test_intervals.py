@@ -1,0 +1,136 @@
+"""Intervals and paired tests against scipy, statsmodels (when installed), a closed form written here
+and Newcombe's (1998) published Wilson intervals."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from tl_jax.metrics import intervals
+
+
+def _wilson_closed_form(k, n, z):
+  """(p + z^2/2n +- z sqrt(p(1-p)/n + z^2/4n^2)) / (1 + z^2/n), written from Wilson (1927)."""
+  p = k / n
+  centre = p + z * z / (2 * n)
+  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+  return (centre - half) / (1 + z * z / n), (centre + half) / (1 + z * z / n)
+
+
+CASES = [(81, 263), (15, 148), (0, 20), (1, 29), (20, 20), (902, 1000), (5085, 5085), (3, 7)]
+
+
+@pytest.mark.parametrize("k,n", CASES)
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_wilson_matches_reference(k, n, confidence):
+  low, high = intervals.wilson(k, n, confidence)
+  try:
+    from statsmodels.stats.proportion import proportion_confint
+  except ImportError:
+    z = stats.norm.ppf(0.5 + confidence / 2)
+    ref = _wilson_closed_form(k, n, z)
+  else:
+    ref = proportion_confint(k, n, alpha=1 - confidence, method="wilson")
+  np.testing.assert_allclose((low, high), ref, rtol=0, atol=1e-12)
+  assert 0.0 <= low <= k / n <= high <= 1.0
+
+
+def test_wilson_newcombe_table():
+  # Newcombe (1998), Statistics in Medicine 17:857, Table I, method 3 (Wilson score).
+  np.testing.assert_allclose(intervals.wilson(81, 263), (0.2553, 0.3662), atol=5e-5)
+  np.testing.assert_allclose(intervals.wilson(15, 148), (0.0624, 0.1605), atol=5e-5)
+
+
+def test_wilson_edges():
+  assert intervals.wilson(0, 10)[0] == 0.0
+  assert intervals.wilson(10, 10)[1] == 1.0
+  assert intervals.wilson(10, 10)[0] < 1.0  # all correct still has a lower bound below 1
+  with pytest.raises(ValueError, match="n > 0"):
+    intervals.wilson(0, 0)
+  with pytest.raises(ValueError):
+    intervals.wilson(11, 10)
+  with pytest.raises(ValueError):
+    intervals.wilson(5, 10, confidence=1.0)
+
+
+def _pairs(seed, n=400, pa=0.9, pb=0.85):
+  rng = np.random.default_rng(seed)
+  return rng.random(n) < pa, rng.random(n) < pb
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mcnemar_matches_binomtest(seed):
+  a, b = _pairs(seed, n=60 + 40 * seed)
+  n10, n01 = int(np.sum(a & ~b)), int(np.sum(~a & b))
+  ref = stats.binomtest(n10, n10 + n01, 0.5, alternative="two-sided").pvalue
+  np.testing.assert_allclose(intervals.mcnemar_exact(a, b), ref, rtol=1e-12)
+  # Symmetric in A and B.
+  np.testing.assert_allclose(intervals.mcnemar_exact(b, a), ref, rtol=1e-12)
+
+
+def test_mcnemar_matches_statsmodels():
+  contingency = pytest.importorskip("statsmodels.stats.contingency_tables")
+  for seed in range(6):
+    a, b = _pairs(seed)
+    table = [[np.sum(a & b), np.sum(a & ~b)], [np.sum(~a & b), np.sum(~a & ~b)]]
+    ref = contingency.mcnemar(table, exact=True).pvalue
+    np.testing.assert_allclose(intervals.mcnemar_exact(a, b), ref, rtol=1e-12)
+
+
+def test_mcnemar_hand_computed():
+  # 10 discordant pairs, 1 for B: p = 2 * (C(10,0) + C(10,1)) / 2^10 = 22 / 1024.
+  a = np.array([True] * 9 + [False] + [True] * 5)
+  b = np.array([False] * 9 + [True] + [True] * 5)
+  np.testing.assert_allclose(intervals.mcnemar_exact(a, b), 22 / 1024, rtol=1e-12)
+
+
+def test_mcnemar_no_discordant_pairs():
+  same = np.array([True, False, True, True])
+  assert intervals.mcnemar_exact(same, same) == 1.0
+  assert intervals.mcnemar_exact(np.ones(5, bool), np.ones(5, bool)) == 1.0
+  with pytest.raises(ValueError, match="same test images"):
+    intervals.mcnemar_exact(np.ones(3, bool), np.ones(4, bool))
+  with pytest.raises(ValueError, match="empty"):
+    intervals.mcnemar_exact(np.ones(0, bool), np.ones(0, bool))
+
+
+def test_paired_bootstrap_covers_true_difference():
+  # Simulated: A right on 90%, B on 85% of a large population; the test set is a sample of it.
+  rng = np.random.default_rng(7)
+  n = 2000
+  u = rng.random(n)
+  a, b = u < 0.90, u < 0.85  # correlated like two models on the same images; true difference 0.05
+  diff, low, high = intervals.paired_bootstrap(a, b, n=2000, seed=0)
+  np.testing.assert_allclose(diff, a.mean() - b.mean())
+  assert low < 0.05 < high
+  assert low < diff < high
+  assert low > 0.0  # separated
+
+
+def test_paired_bootstrap_not_separated_when_equal():
+  a, b = _pairs(3, n=300, pa=0.8, pb=0.8)
+  _, low, high = intervals.paired_bootstrap(a, b, n=1000, seed=1)
+  assert low < 0.0 < high
+
+
+def test_paired_bootstrap_deterministic_per_seed():
+  a, b = _pairs(0)
+  first = intervals.paired_bootstrap(a, b, n=500, seed=3)
+  assert intervals.paired_bootstrap(a, b, n=500, seed=3) == first
+  assert intervals.paired_bootstrap(a, b, n=500, seed=4) != first
+
+
+def test_paired_bootstrap_all_correct():
+  ones = np.ones(50, bool)
+  assert intervals.paired_bootstrap(ones, ones, n=200) == (0.0, 0.0, 0.0)
+  diff, low, high = intervals.paired_bootstrap(ones, np.zeros(50, bool), n=200)
+  assert (diff, low, high) == (1.0, 1.0, 1.0)
+
+
+def test_seed_spread():
+  mean, std = intervals.seed_spread([0.90, 0.91, 0.93])
+  np.testing.assert_allclose(mean, np.mean([0.90, 0.91, 0.93]))
+  np.testing.assert_allclose(std, np.std([0.90, 0.91, 0.93], ddof=1))
+  mean, std = intervals.seed_spread([0.9])
+  assert mean == 0.9 and np.isnan(std)
+  with pytest.raises(ValueError):
+    intervals.seed_spread([])

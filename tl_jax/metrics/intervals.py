@@ -1,0 +1,125 @@
+"""How sure is an accuracy, and is A really better than B? Intervals and paired tests, numpy/scipy.
+
+- ``wilson``: the Wilson score interval of a binomial proportion (Wilson 1927), the interval for one
+  accuracy on ``n`` test images; unlike the normal (Wald) interval it stays inside [0, 1] and keeps
+  its coverage near 0 and 1.
+- ``mcnemar_exact``: McNemar's exact test of two classifiers on the same test images: a two-sided
+  exact binomial test, p = 1/2, on the discordant pairs (the images exactly one of them gets right).
+- ``paired_bootstrap``: the percentile bootstrap interval of the accuracy difference A - B,
+  resampling test images (pairs stay together).
+- ``seed_spread``: mean and sample standard deviation of a figure across seeds, reported beside
+  (never merged into) the per-run intervals over test images.
+"""
+
+import numpy as np
+from scipy import stats
+
+
+def _z(confidence: float) -> float:
+  if not 0.0 < confidence < 1.0:
+    raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+  return float(stats.norm.ppf(0.5 + confidence / 2.0))
+
+
+def wilson(correct: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+  """Wilson score interval of ``correct / n``.
+
+  Args:
+    correct: number of correct predictions, ``0 <= correct <= n``.
+    n: number of test images, ``> 0``.
+    confidence: two-sided coverage, 0.95 for a 95% interval.
+
+  Returns:
+    ``(low, high)``, within [0, 1].
+  """
+  if n <= 0:
+    raise ValueError(f"the Wilson interval needs n > 0 test images, got n={n}")
+  if not 0 <= correct <= n:
+    raise ValueError(f"correct must be in [0, n={n}], got {correct}")
+  z = _z(confidence)
+  p = correct / n
+  denom = 1.0 + z * z / n
+  centre = (p + z * z / (2 * n)) / denom
+  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+  low, high = float(centre - half), float(centre + half)
+  # On paper the bound is exactly 0 at p = 0 and 1 at p = 1; rounding leaves an ulp.
+  return (0.0 if correct == 0 else max(0.0, low)), (1.0 if correct == n else min(1.0, high))
+
+
+def _paired(a_correct, b_correct) -> tuple[np.ndarray, np.ndarray]:
+  a = np.asarray(a_correct).astype(bool).ravel()
+  b = np.asarray(b_correct).astype(bool).ravel()
+  if a.shape != b.shape:
+    raise ValueError(f"paired predictions must cover the same test images: {a.size} vs {b.size}")
+  if a.size == 0:
+    raise ValueError("paired predictions are empty")
+  return a, b
+
+
+def mcnemar_exact(a_correct, b_correct) -> float:
+  """McNemar's exact test (two-sided) that A and B have the same accuracy on these test images.
+
+  Only the discordant pairs carry information: ``n01`` images B alone gets right, ``n10`` A alone.
+  Under the null each discordant image goes either way with probability 1/2, so the p-value is the
+  two-sided exact binomial test of ``n10`` out of ``n01 + n10`` (``min(1, 2 * P[X <= min])``).
+
+  Args:
+    a_correct, b_correct: boolean arrays, per test image, whether A / B predicted it right.
+
+  Returns:
+    The p-value; 1.0 when there are no discordant pairs.
+  """
+  a, b = _paired(a_correct, b_correct)
+  n10 = int(np.sum(a & ~b))
+  n01 = int(np.sum(~a & b))
+  if n10 + n01 == 0:
+    return 1.0
+  return float(min(1.0, 2.0 * stats.binom.cdf(min(n10, n01), n10 + n01, 0.5)))
+
+
+def paired_bootstrap(a_correct, b_correct, n: int = 2000, seed: int = 0,
+                     confidence: float = 0.95) -> tuple[float, float, float]:
+  """Percentile bootstrap of the accuracy difference A - B over test images.
+
+  Each of ``n`` replicates draws the test images with replacement (one index set for both models,
+  so the pairing is kept) and takes the difference of the two accuracies.
+
+  Args:
+    a_correct, b_correct: boolean arrays, per test image, whether A / B predicted it right.
+    n: number of bootstrap replicates.
+    seed: seed of the resampling (the same seed gives the same interval).
+    confidence: two-sided coverage of the interval.
+
+  Returns:
+    ``(difference, low, high)``: the observed accuracy difference and its percentile interval.
+    An interval that contains 0 means A and B are not separated.
+  """
+  a, b = _paired(a_correct, b_correct)
+  if n <= 0:
+    raise ValueError(f"paired_bootstrap needs n > 0 replicates, got {n}")
+  _z(confidence)
+  diff = a.astype(np.float64) - b.astype(np.float64)
+  rng = np.random.default_rng(seed)
+  replicates = np.empty(n)
+  # Chunks keep the index array small on large test sets.
+  chunk = max(1, 2_000_000 // diff.size)
+  for start in range(0, n, chunk):
+    stop = min(n, start + chunk)
+    idx = rng.integers(0, diff.size, size=(stop - start, diff.size))
+    replicates[start:stop] = diff[idx].mean(axis=1)
+  tail = (1.0 - confidence) / 2.0
+  low, high = np.quantile(replicates, [tail, 1.0 - tail])
+  return float(diff.mean()), float(low), float(high)
+
+
+def seed_spread(values) -> tuple[float, float]:
+  """Mean and sample standard deviation (``ddof=1``) of one figure across seeds.
+
+  Returns:
+    ``(mean, std)``; ``std`` is NaN for a single seed (one run says nothing about the spread).
+  """
+  v = np.asarray(values, np.float64).ravel()
+  if v.size == 0:
+    raise ValueError("seed_spread needs at least one value")
+  std = float(np.std(v, ddof=1)) if v.size > 1 else float("nan")
+  return float(v.mean()), std
