@@ -1,5 +1,6 @@
 """Feature caching: the head trained on cached features is the head trained on images."""
 
+import csv
 import os
 
 import jax
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from tl_jax import data as data_lib
+from tl_jax.metrics import intervals
 from tl_jax.studies import compare
 from tl_jax.train import feature_cache, steps, trainer
 
@@ -103,8 +105,15 @@ def test_compare_seeds_repeat_small_sizes_and_report_mean_std(tmp_path, load_con
                                                         ("chosen", 0), ("scratch", 0)]
   assert rows[-1]["test_accuracy"] == rows[-2]["test_accuracy"]
   # seeds 3, 4, 5 at 10/class: 50 +- 8.2 points + 1; one run at 100/class
-  assert "| scratch | 61.0 ± 8.2% | 60.0% |" in (tmp_path / "results.md").read_text()
-  assert "| chosen |  | 60.0% |" in (tmp_path / "results.md").read_text()
+  # Each cell carries the 95% Wilson interval of its (mean) accuracy over the test split.
+  n = rows[0]["test_images"]
+  assert n > 0 and all(r["test_images"] == n for r in rows)
+  ci = lambda acc: "[{:.1f}, {:.1f}]".format(*(100 * x for x in intervals.wilson(round(acc * n), n)))
+  assert f"| scratch | 61.0 ± 8.2% {ci(0.61)} | 60.0% {ci(0.6)} |" in (tmp_path / "results.md").read_text()
+  assert f"| chosen |  | 60.0% {ci(0.6)} |" in (tmp_path / "results.md").read_text()
+  assert (rows[-1]["test_accuracy_low"], rows[-1]["test_accuracy_high"]) == intervals.wilson(round(0.6 * n), n)
+  with open(tmp_path / "results.csv") as f:
+    assert next(csv.reader(f)) == list(compare.FIELDS)
   # A rerun reads the finished runs back instead of training again.
   calls.clear()
   assert compare.sweep(cfg, str(tmp_path)) == rows and calls == []

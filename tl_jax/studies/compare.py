@@ -12,6 +12,9 @@ rerun of an interrupted sweep continues where it stopped. ``seeds`` (default
 ``(0,)``) repeats every run at ``images_per_class <= seeds_up_to`` once per seed
 (``config.seed`` + that offset: initialisation, data order, augmentation; the
 split stays fixed) in ``ipc<N>_seed<S>``; tables show mean ± std over seeds.
+Each accuracy carries its 95% Wilson interval over the test images (``test_accuracy_low`` /
+``_high`` in results.csv, ``[low, high]`` in results.md); a paired test between strategies needs
+per-image predictions, which runs do not keep.
 Two strategies whose runs have the same config (a trial, and the recipe chosen
 from it) share one run. ``cut_points=True`` (configs/cut_points.py), with a
 ``probe`` block swept first by ``tl_jax.studies.probe_sweep``: ``write_cut_points`` puts
@@ -30,12 +33,13 @@ import numpy as np
 import tqdm
 
 from tl_jax import data as data_lib
-from tl_jax.metrics import plots
+from tl_jax.metrics import intervals, plots
 from tl_jax.studies import probe_sweep
 from tl_jax.train import trainer
 
 FIELDS = ("strategy", "model", "images_per_class", "seed", "train_images", "steps", "test_accuracy",
-          "best_val_accuracy", "best_test_accuracy", "wall_s", "logreg_test_accuracy")
+          "best_val_accuracy", "best_test_accuracy", "wall_s", "logreg_test_accuracy",
+          "test_images", "test_accuracy_low", "test_accuracy_high")
 
 
 def run_config(config, overrides, per_class: int, num_epochs: int, train_images: int):
@@ -92,6 +96,7 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
           for seed in (seeds if 0 < n <= up_to else seeds[:1])]
   dataset = data_lib.load(config.data)
   train_size = lambda per_class: per_class * dataset.num_classes or len(dataset.splits["train"])
+  test_images = len(dataset.splits["test"])
   rows, finished = [], {}  # the same run under two names (a trial and the recipe it chose) runs once
   planned = []
   for name, per_class, num_epochs, seed in runs:
@@ -124,7 +129,10 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
         "best_test_accuracy": summary["best_test_accuracy"],
         "wall_s": summary["wall_s"],
         "logreg_test_accuracy": logreg_accuracy(run_dir) if ccfg.get("logreg") else None,
+        "test_images": test_images,
     })
+    rows[-1]["test_accuracy_low"], rows[-1]["test_accuracy_high"] = wilson_interval(
+        summary["final_test_accuracy"], test_images)
     tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class, seed {seed}: test accuracy "
                     f"{rows[-1]['test_accuracy']:.4f} (best-val checkpoint {rows[-1]['best_test_accuracy']:.4f})")
     write_results(rows, workdir, title=ccfg.get("title", ""))  # after every run: partial sweeps count
@@ -163,25 +171,39 @@ def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> 
     writer.writeheader()
     writer.writerows(rows)
   sizes = list(dict.fromkeys(r["images_per_class"] for r in rows))
+  test_images = rows[0].get("test_images") if rows else None
   lines = ["| strategy | " + " | ".join(f"{s}/class" for s in sizes) + " | wall (s) |",
            "|---" * (len(sizes) + 2) + "|"]
   for name in dict.fromkeys(r["strategy"] for r in rows):
     mine = [r for r in rows if r["strategy"] == name]
-    cells = [accuracy_cell([r["test_accuracy"] for r in mine if r["images_per_class"] == s]) for s in sizes]
+    cells = [accuracy_cell([r["test_accuracy"] for r in mine if r["images_per_class"] == s], test_images)
+             for s in sizes]
     lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(r['wall_s'] for r in mine):.0f} |")
+  if test_images:
+    lines.append(f"\n[low, high]: 95% Wilson interval of the accuracy over the {test_images} test images.")
   if any(r.get("seed") for r in rows):
-    lines.append("\nCells with several seeds: mean ± std (population) over seeds.")
+    lines.append("\nCells with several seeds: mean ± std (population) over seeds, the interval that of the mean.")
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   plots.plot_accuracy_vs_data(rows, os.path.join(workdir, "accuracy_vs_images_per_class.png"), title=title)
 
 
-def accuracy_cell(accuracies: list[float]) -> str:
-  """``81.0%``, or ``52.3 ± 1.2%`` over seeds; "" for none."""
+def wilson_interval(accuracy: float, test_images: int) -> tuple[float, float]:
+  """The 95% Wilson interval of an accuracy measured on ``test_images`` images."""
+  return intervals.wilson(int(round(accuracy * test_images)), test_images)
+
+
+def accuracy_cell(accuracies: list[float], test_images: int | None = None) -> str:
+  """``81.0%``, or ``52.3 ± 1.2%`` over seeds; with ``test_images``, the 95% Wilson interval of the
+  (mean) accuracy after it: ``81.0% [78.4, 83.3]``. "" for none."""
   if not accuracies:
     return ""
   a = 100 * np.asarray(accuracies)
-  return f"{a[0]:.1f}%" if len(a) == 1 else f"{a.mean():.1f} ± {a.std():.1f}%"
+  cell = f"{a[0]:.1f}%" if len(a) == 1 else f"{a.mean():.1f} ± {a.std():.1f}%"
+  if test_images:
+    low, high = wilson_interval(float(np.mean(accuracies)), test_images)
+    cell += f" [{100 * low:.1f}, {100 * high:.1f}]"
+  return cell
 
 
 def write_cut_points(probe_rows: list[dict[str, Any]], rows: list[dict[str, Any]], workdir: str,
