@@ -63,6 +63,8 @@ def test_cached_and_streamed_give_the_same_pixels(quickstart_config, photo_folde
   store = cached.splits["train"].images.read
   assert store.images.shape[1:] == (27, 36, 3) and store.extents[:, 0].max() == 27
   assert 1 in store.extents[:, 2] and 36 in store.extents[:, 1]
+  # Stored rows are always the shorter side (portraits transposed), columns between it and 36.
+  assert (store.extents[:, 0] == 27).all() and ((store.extents[:, 1] >= 27) & (store.extents[:, 1] <= 36)).all()
 
 
 def test_eval_view_is_the_weights_published_resize_and_crop(quickstart_config, photo_folder, tmp_path):
