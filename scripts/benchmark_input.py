@@ -181,7 +181,7 @@ def stream_benchmark(args):
     listing = image_folder.scan(tmp)
     kb = np.mean([os.path.getsize(p) for p, _ in listing.files]) / 1e3
     cfg = dict(image_size=224, cache=False, stream={})
-    view = streaming.streamed(cfg, streaming.FileReader([p for p, _ in listing.files]), len(listing.files))
+    view = streaming.view(cfg, streaming.FileReader([p for p, _ in listing.files]), len(listing.files))
     labels = np.array([label for _, label in listing.files], np.int32)
     one = dataclasses.replace(view, threads=1)  # one worker = one process, one thread
     idx = np.arange(len(one))
@@ -213,8 +213,9 @@ def stream_benchmark(args):
     cpu_ips = args.batch_size / r["train_s"]
     train_flops = 3 * r["forward_flops_per_image"]
     gpu_ips = args.gpu_tflops * 1e12 * args.gpu_mfu / train_flops
-    report(what="train_step", model=model, size=224, cpu_images_per_s=round(cpu_ips, 2),
-           cpu_workers_needed=math.ceil(cpu_ips / per_worker["train_crop"]),
+    report(what="train_step", model=model, size=224, step_images_per_s=round(cpu_ips, 2),
+           step_device=str(jax.devices()[0]),
+           workers_needed=math.ceil(cpu_ips / per_worker["train_crop"]),
            train_gflop_per_image=round(train_flops / 1e9, 2), gpu_images_per_s_estimate=round(gpu_ips),
            gpu_workers_needed=math.ceil(gpu_ips / per_worker["train_crop"]))
   report(load_average_end=os.getloadavg())

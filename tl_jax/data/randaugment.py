@@ -21,7 +21,6 @@ op uncovers; torchvision's default 0).
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import dm_pix
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -146,8 +145,8 @@ def posterize(images, bits):
 
 
 def solarize(images, threshold):
-  # dm-pix works on [0, 1] pixels; the threshold comparison is exact on integer pixels.
-  return jnp.round(255.0 * dm_pix.solarize(images / 255.0, threshold / 255.0))
+  # ImageOps.solarize: invert every pixel at or above the threshold (exact on integer pixels).
+  return jnp.where(images < threshold, images, 255.0 - images)
 
 
 def autocontrast(images, m):

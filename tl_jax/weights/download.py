@@ -18,12 +18,12 @@ Environment:
 """
 
 import contextlib
+import hashlib
 import logging
 import os
 import re
 
 import filelock
-import pooch
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,16 @@ def offline() -> bool:
 
 def file_checksum(path: str, checksum: str) -> str:
   """The file's digest in the algorithm of ``checksum`` ("md5:..." or "sha256:...")."""
-  return pooch.file_hash(path, alg=checksum.partition(":")[0])
+  return file_hash(path, checksum.partition(":")[0])
+
+
+def file_hash(path: str, alg: str = "sha256") -> str:
+  """The hex digest of a file's bytes, read in 1 MiB blocks."""
+  digest = hashlib.new(alg)
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
 
 
 def checksum_matches(path: str, checksum: str) -> bool:
@@ -77,6 +86,7 @@ def _remove(path: str) -> None:
 
 def _http_get(url: str, dest: str, hint: str) -> None:
   """Streams ``url`` into ``dest`` with a progress bar; errors say what happened and what to do."""
+  import pooch  # imported at use: only downloads need it (a GPU image may lack it)
   import requests  # pooch's own HTTP client
 
   try:
@@ -150,7 +160,7 @@ def verify_hub_file(path: str, expected: str | None = None) -> bool:
   expected = expected or _hub_sha256(path)
   if expected is None:
     raise ChecksumError(f"Cannot verify {path}: no SHA-256 known for it (not an LFS file in the hub cache).")
-  return pooch.file_hash(path, alg="sha256") == expected
+  return file_hash(path) == expected
 
 
 def fetch_hub(repo_id: str, filename: str, hint: str) -> str:
@@ -186,7 +196,7 @@ def fetch_hub(repo_id: str, filename: str, hint: str) -> str:
   path = download(force=True)
   expected = _hub_sha256(path)
   if not verify_hub_file(path, expected):
-    got = pooch.file_hash(path, alg="sha256")
+    got = file_hash(path)
     _remove(os.path.realpath(path)), _remove(path)
     raise ChecksumError(f"{repo_id}/{filename} downloaded, but its sha256 is {got}, not the hub's "
                         f"{expected}: the hub (or HF_ENDPOINT's mirror) served other bytes. "
