@@ -142,7 +142,10 @@ def bench_tl_jax(case: Case) -> dict[str, float]:
 
     return step
 
-  flops = forward.lower(state, batch["image"]).compile().cost_analysis()
+  # FLOPs by XLA:CPU's analysis of this backend's program: on an H200, XLA:GPU's counted ~1/20 to
+  # 1/100 of the convolutions' FLOPs (0.079 GFLOP for ResNet-50's 8.0 per image; BENCHMARKS.md, GPU).
+  lowered = forward.trace(state, batch["image"]).lower(lowering_platforms=("cpu",))
+  flops = lowered.cost_analysis() or lowered.compile().cost_analysis()
   flops = (flops[0] if isinstance(flops, list) else flops)["flops"] / case.batch
   out = {"train_s": timed(step_of(**toolkit), case.repeats),
          "forward_s": timed(lambda: forward(holder[0], batch["image"]).block_until_ready(), case.repeats),
