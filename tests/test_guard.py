@@ -33,6 +33,11 @@ def _batch():
   return {"image": rng.integers(0, 256, (4, 4, 4, 3), dtype=np.uint8), "label": np.array([0, 1, 2, 0])}
 
 
+# The injected inf overflows the float16/bfloat16 casts on purpose.
+OVERFLOW = pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
+
+
+@OVERFLOW
 @pytest.mark.parametrize("skip", [False, True])
 def test_step_flags_nonfinite_and_skip_drops_the_update(skip):
   step = jax.jit(lambda s, b: steps.train_step(s, b, jax.random.key(0), skip_nonfinite=skip))
@@ -64,6 +69,7 @@ def test_guard_reads_flags_once_and_names_step_lr_and_checkpoint():
     guard.Guard("sometimes", None, None)
 
 
+@OVERFLOW
 def test_run_turning_nan_midway_stops_and_saves_nothing_nonfinite(tmp_path):
   """A phase with an infinite learning rate from step 7 on: NaN exactly at step 7 of 12."""
   npz = tiny.write_npz(tmp_path / "digits.npz")
@@ -79,6 +85,7 @@ def test_run_turning_nan_midway_stops_and_saves_nothing_nonfinite(tmp_path):
 
 
 @pytest.mark.slow
+@OVERFLOW
 def test_skip_step_drops_the_nonfinite_updates_and_finishes(tmp_path):
   npz = tiny.write_npz(tmp_path / "digits.npz")
   cfg = tiny.config(npz, phases=((0, {}), (6, {"head": {"lr_mult": 1e40}})), **{"train.on_nonfinite": "skip_step"})
