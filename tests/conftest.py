@@ -1,10 +1,31 @@
 import importlib
+import os
 import pathlib
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+# One persistent JAX compilation cache for the test session, shared by the xdist workers: tests
+# that build the same tiny programs (a 32 px Lite0 run, its evaluation) load them instead of
+# compiling them again. Fresh per session, so no result depends on an older tree's executables.
+JAX_CACHE = "TL_JAX_TEST_JAX_CACHE"
+
+
+def pytest_configure(config):
+  if not os.environ.get(JAX_CACHE):  # the controller (or a run without xdist): the workers inherit it
+    os.environ[JAX_CACHE] = tempfile.mkdtemp(prefix="tl_jax_test_jax_cache_")
+    config._tl_jax_cache_owner = True
+  from tl_jax.train import trainer
+
+  trainer.enable_compilation_cache(os.environ[JAX_CACHE])  # before this process compiles anything
+
+
+def pytest_unconfigure(config):
+  if getattr(config, "_tl_jax_cache_owner", False):
+    shutil.rmtree(os.environ.pop(JAX_CACHE), ignore_errors=True)
 
 
 def _load_config(name: str):
