@@ -25,8 +25,9 @@ def test_cpu_mode_runs_end_to_end(tmp_path):
                        env={**os.environ, "TL_JAX_CIFAR_NPZ": npz}, capture_output=True, text=True, timeout=1800)
   assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
   files = sorted(p.name for p in out.iterdir())
-  assert files == ["benchmark.json", "benchmark.log", "env.txt", "finetune.log", "profile.tar.gz", "summary.json",
-                   "tests.log"]  # <= 8 files: all come back from a device tool's $OUT
+  assert files == ["benchmark.json", "benchmark.log", "env.txt", "finetune.log", "input.log", "profile.tar.gz",
+                   "summary.json", "tests.log"]  # <= 8 files: all come back from a device tool's $OUT
+  assert '"what": "train_step"' in (out / "input.log").read_text()  # the input benchmark's last rows
   summary = json.loads((out / "summary.json").read_text())
   assert "passed" in summary["tests"] and "failed" not in summary["tests"]
   row = summary["benchmark"][0]

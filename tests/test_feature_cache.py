@@ -77,6 +77,36 @@ def test_compare_sweep_smoke(tmp_path, load_config):
     assert os.path.getsize(tmp_path / name) > 0
   assert "| linear_probe |" in (tmp_path / "results.md").read_text()
   assert os.path.exists(tmp_path / "linear_probe" / "ipc10" / "feature_cache" / "train.npz")
+  # The paired test of the two runs, from their per-image predictions on the same test images.
+  with open(tmp_path / "paired.csv") as f:
+    (pair,) = list(csv.DictReader(f))
+  a, b = by_name[pair["a"]], by_name[pair["b"]]
+  assert {pair["a"], pair["b"]} == {"scratch", "linear_probe"}
+  assert float(pair["difference"]) == pytest.approx(a["test_accuracy"] - b["test_accuracy"], abs=1e-6)
+  assert pair["separated"] == "True" and float(pair["mcnemar_p"]) < 1e-3, pair
+  assert "| separated |" in (tmp_path / "paired.md").read_text()
+
+
+def test_paired_tests_pair_runs_on_the_same_images_only(tmp_path):
+  labels = np.arange(200) % 4
+
+  def run(name, pred, size=10, seed=0, y=labels):
+    os.makedirs(tmp_path / name, exist_ok=True)
+    np.savez(tmp_path / name / "predictions.npz", labels=y, pred=pred)
+    return {"strategy": name, "images_per_class": size, "seed": seed,
+            "predictions": str(tmp_path / name / "predictions.npz")}
+  wrong = labels.copy()
+  wrong[:20] = (wrong[:20] + 1) % 4  # B misses 20 images A gets right
+  rows = [run("a", labels), run("b", wrong), run("same_as_a", labels), run("other_seed", labels, seed=1),
+          run("other_images", labels[::-1], y=labels[::-1])]  # other test images (other labels)
+  pairs = {(p["a"], p["b"]): p for p in compare.paired_tests(rows)}
+  assert set(pairs) == {("a", "b"), ("a", "same_as_a"), ("b", "same_as_a")}  # other seed / images: unpaired
+  assert pairs[("a", "b")]["difference"] == pytest.approx(0.1) and pairs[("a", "b")]["separated"]
+  assert pairs[("a", "b")]["mcnemar_p"] == pytest.approx(2 * 0.5**20)  # 20 discordant images, all one way
+  same = pairs[("a", "same_as_a")]
+  assert same["difference"] == 0 and not same["separated"] and same["mcnemar_p"] == 1.0
+  compare.write_paired(list(pairs.values()), str(tmp_path))
+  assert "not separated" in (tmp_path / "paired.md").read_text()
 
 
 def test_compare_seeds_repeat_small_sizes_and_report_mean_std(tmp_path, load_config, monkeypatch):

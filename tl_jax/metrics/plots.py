@@ -162,20 +162,23 @@ def plot_training_curves(records: Sequence[Mapping[str, Any]], path) -> str:
 def plot_accuracy_vs_data(rows: Sequence[Mapping[str, Any]], path, *, title: str = "") -> str:
     """Test accuracy against training images per class, one line per strategy.
 
-    ``rows`` hold ``strategy``, ``images_per_class`` and ``test_accuracy``;
+    ``rows`` hold ``strategy``, ``images_per_class`` and ``test_accuracy``; a single run's bar is
+    its 95% interval over test images (``test_accuracy_low`` / ``_high``, when the rows hold them);
     several rows of one (strategy, size) (seeds) plot as mean with a ±std bar.
     """
     fig = _new_figure((6.5, 4.5))
     ax = fig.add_subplot()
     for strategy in dict.fromkeys(r["strategy"] for r in rows):
         sizes = sorted({r["images_per_class"] for r in rows if r["strategy"] == strategy})
-        acc = [[100 * r["test_accuracy"] for r in rows if r["strategy"] == strategy
-                and r["images_per_class"] == n] for n in sizes]
-        ax.errorbar(sizes, [np.mean(a) for a in acc], yerr=[np.std(a) for a in acc], marker="o",
-                    capsize=3, label=strategy)
+        cells = [[r for r in rows if r["strategy"] == strategy and r["images_per_class"] == n] for n in sizes]
+        mean = [100 * np.mean([r["test_accuracy"] for r in c]) for c in cells]
+        bars = [(m - 100 * c[0]["test_accuracy_low"], 100 * c[0]["test_accuracy_high"] - m)
+                if len(c) == 1 and c[0].get("test_accuracy_low") is not None
+                else (100 * np.std([r["test_accuracy"] for r in c]),) * 2 for m, c in zip(mean, cells)]
+        ax.errorbar(sizes, mean, yerr=np.array(bars).T, marker="o", capsize=3, label=strategy)
     ax.set_xscale("log")
     ax.set_xlabel("training images per class")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel("test accuracy (%); bars: 95% interval, or ±std over seeds")
     ax.grid(True, alpha=0.3)
     ax.legend()
     if title:

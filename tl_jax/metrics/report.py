@@ -13,6 +13,8 @@ import numpy as np
 from tl_jax import data as data_lib, sharding
 from tl_jax.metrics import calibration, classification as metrics, plots
 
+PREDICTIONS = "predictions.npz"
+
 
 def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_classes: int,
                    mesh: Mesh | None = None) -> dict[str, Any]:
@@ -30,11 +32,13 @@ def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_c
     preds.append(out["pred"][:n]), hits.append(out["top_k"][:n]), losses.append(out["loss"][:n])
     if "logits" in out:
       logits.append(np.asarray(out["logits"][:n], np.float32))
-  confusion = metrics.confusion_matrix(split.labels, np.concatenate(preds), num_classes)
+  pred = np.concatenate(preds).astype(np.int32)
+  confusion = metrics.confusion_matrix(split.labels, pred, num_classes)
   top5 = np.concatenate(hits) if num_classes > 5 else None  # top-5 of <= 5 classes is always 1
   report = metrics.classification_report(confusion, top5_correct=top5)
   report["loss"] = float(np.concatenate(losses).mean())
-  result = {"report": report, "confusion": confusion}
+  result = {"report": report, "confusion": confusion, "pred": pred,
+            "labels": np.asarray(split.labels, np.int32)}
   if logits:
     result["logits"] = np.concatenate(logits)
     report.update(calibration.calibration_report(result["logits"], split.labels))
@@ -42,13 +46,16 @@ def evaluate_split(eval_fn, state, split: data_lib.Split, batch_size: int, num_c
 
 
 def write_report(out_dir: str, result: dict[str, Any], class_names: list[str], title: str) -> str:
-  """``report.json``, ``confusion_matrix.png`` and (with calibration) ``reliability_diagram.png``
-  into ``out_dir``; returns the json path."""
+  """``report.json``, ``confusion_matrix.png``, ``predictions.npz`` (per image: ``labels``, ``pred``;
+  what paired tests between runs on the same images need) and (with calibration)
+  ``reliability_diagram.png`` into ``out_dir``; returns the json path."""
   os.makedirs(out_dir, exist_ok=True)
   report = dict(result["report"])
   for entry, name in zip(report["per_class"], class_names):
     entry["name"] = name
   report["confusion_matrix"] = result["confusion"].tolist()
+  if "pred" in result:
+    np.savez(os.path.join(out_dir, PREDICTIONS), labels=result["labels"], pred=result["pred"])
   path = os.path.join(out_dir, "report.json")
   with open(path, "w") as f:
     json.dump(report, f, indent=1)

@@ -13,8 +13,10 @@ rerun of an interrupted sweep continues where it stopped. ``seeds`` (default
 (``config.seed`` + that offset: initialisation, data order, augmentation; the
 split stays fixed) in ``ipc<N>_seed<S>``; tables show mean ± std over seeds.
 Each accuracy carries its 95% Wilson interval over the test images (``test_accuracy_low`` /
-``_high`` in results.csv, ``[low, high]`` in results.md); a paired test between strategies needs
-per-image predictions, which runs do not keep.
+``_high`` in results.csv, ``[low, high]`` in results.md, error bars in the plot). Each pair of
+strategies tested on the same images (same size and seed) gets a paired test in paired.{csv,md}:
+the accuracy difference with its paired-bootstrap 95% interval and McNemar's exact p-value, read
+from each run's per-image ``predictions.npz``; an interval containing 0 is "not separated".
 Two strategies whose runs have the same config (a trial, and the recipe chosen
 from it) share one run. ``cut_points=True`` (configs/cut_points.py), with a
 ``probe`` block swept first by ``tl_jax.studies.probe_sweep``: ``write_cut_points`` puts
@@ -33,7 +35,7 @@ import numpy as np
 import tqdm
 
 from tl_jax import data as data_lib
-from tl_jax.metrics import intervals, plots
+from tl_jax.metrics import intervals, plots, report as report_lib
 from tl_jax.studies import probe_sweep
 from tl_jax.train import trainer
 
@@ -130,12 +132,14 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
         "wall_s": summary["wall_s"],
         "logreg_test_accuracy": logreg_accuracy(run_dir) if ccfg.get("logreg") else None,
         "test_images": test_images,
+        "predictions": os.path.join(summary.get("final_report_dir", ""), report_lib.PREDICTIONS),
     })
     rows[-1]["test_accuracy_low"], rows[-1]["test_accuracy_high"] = wilson_interval(
         summary["final_test_accuracy"], test_images)
     tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class, seed {seed}: test accuracy "
                     f"{rows[-1]['test_accuracy']:.4f} (best-val checkpoint {rows[-1]['best_test_accuracy']:.4f})")
     write_results(rows, workdir, title=ccfg.get("title", ""))  # after every run: partial sweeps count
+  write_paired(paired_tests(rows), workdir)
   if ccfg.get("top1"):
     plot_vs_imagenet(rows, dict(ccfg.top1), workdir, ccfg.get("probe_results", ""), ccfg.get("title", ""))
   return rows
@@ -167,7 +171,7 @@ def plot_vs_imagenet(rows, top1: dict[str, float], workdir: str, probe_results: 
 
 def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> None:
   with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, FIELDS)
+    writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
   sizes = list(dict.fromkeys(r["images_per_class"] for r in rows))
@@ -186,6 +190,53 @@ def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> 
   with open(os.path.join(workdir, "results.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   plots.plot_accuracy_vs_data(rows, os.path.join(workdir, "accuracy_vs_images_per_class.png"), title=title)
+
+
+PAIRED_FIELDS = ("images_per_class", "seed", "a", "b", "a_accuracy", "b_accuracy", "difference",
+                 "difference_low", "difference_high", "mcnemar_p", "separated", "test_images")
+
+
+def paired_tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+  """Every pair of runs on the same test images (same size and seed): A - B with its paired-bootstrap
+  95% interval and McNemar's exact p. Runs without ``predictions.npz`` (older runs) are left out."""
+  out = []
+  for key in dict.fromkeys((r["images_per_class"], r["seed"]) for r in rows):
+    runs = {}
+    for r in rows:
+      if (r["images_per_class"], r["seed"]) == key and os.path.exists(r.get("predictions", "")):
+        with np.load(r["predictions"]) as f:
+          runs[r["strategy"]] = (f["labels"], f["pred"] == f["labels"])
+    names = list(runs)
+    for i, a in enumerate(names):
+      for b in names[i + 1:]:
+        (labels_a, ca), (labels_b, cb) = runs[a], runs[b]
+        if labels_a.shape != labels_b.shape or not np.array_equal(labels_a, labels_b):
+          continue  # not the same test images
+        diff, low, high = intervals.paired_bootstrap(ca, cb)
+        out.append({"images_per_class": key[0], "seed": key[1], "a": a, "b": b,
+                    "a_accuracy": float(ca.mean()), "b_accuracy": float(cb.mean()), "difference": diff,
+                    "difference_low": low, "difference_high": high, "mcnemar_p": intervals.mcnemar_exact(ca, cb),
+                    "separated": bool(low > 0 or high < 0), "test_images": int(ca.size)})
+  return out
+
+
+def write_paired(pairs: list[dict[str, Any]], workdir: str) -> None:
+  """paired.csv and paired.md (nothing when no two runs share their test images)."""
+  if not pairs:
+    return
+  with open(os.path.join(workdir, "paired.csv"), "w", newline="") as f:
+    writer = csv.DictWriter(f, PAIRED_FIELDS)
+    writer.writeheader()
+    writer.writerows(pairs)
+  lines = ["| size/class | seed | A | B | A − B (points) | 95% interval | McNemar p | |", "|---" * 8 + "|"]
+  lines += [f"| {p['images_per_class']} | {p['seed']} | {p['a']} | {p['b']} | {100 * p['difference']:+.1f} | "
+            f"[{100 * p['difference_low']:+.1f}, {100 * p['difference_high']:+.1f}] | {p['mcnemar_p']:.3g} | "
+            f"{'separated' if p['separated'] else 'not separated'} |" for p in pairs]
+  lines.append(f"\nPaired over the same {pairs[0]['test_images']} test images: the difference's 95% paired-"
+               "bootstrap interval (2,000 resamples) and McNemar's exact test; \"not separated\": the "
+               "interval contains 0, so the data do not tell A and B apart.")
+  with open(os.path.join(workdir, "paired.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
 
 
 def wilson_interval(accuracy: float, test_images: int) -> tuple[float, float]:
