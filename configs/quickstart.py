@@ -45,6 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
       loading=dict(threads=2, prefetch=4, workers=0),  # read-ahead; never changes the batches
       image_size=64,  # 0 = the weights' own (models.preprocessing: 224 for Lite0)
       test_fraction=0.3,
+      folds=0, fold=0,  # folds=k: test on fold `fold` of a stratified k-fold partition (not test_fraction)
       val_fraction=0.1,  # of what is left after the test split
       seed=0,
   )

@@ -177,11 +177,27 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
   return np.setdiff1d(np.arange(len(labels)), held), held
 
 
+def stratified_folds(labels: np.ndarray, k: int, seed: int) -> np.ndarray:
+  """The fold (0..k-1) of every image: each class dealt round-robin in a seeded order, so every fold
+  holds ``len(class) / k`` images of each class (give or take one) and every image is in one fold."""
+  if k < 2:
+    raise ValueError(f"k-fold evaluation needs k >= 2 folds, got {k} (data.folds).")
+  rng, fold = np.random.default_rng(seed), np.empty(len(labels), np.int32)
+  offset = 0
+  for c in np.unique(labels):
+    idx = rng.permutation(np.flatnonzero(labels == c))
+    fold[idx] = (np.arange(len(idx)) + offset) % k  # offset: the remainders spread over the folds
+    offset += len(idx)
+  return fold
+
+
 def load(cfg: Mapping[str, Any]) -> Dataset:
   """Loads ``cfg.name``, resizes to ``cfg.image_size`` and splits by seed.
 
   Splits the source does not provide are held out of its train split:
-  ``cfg.test_fraction`` of every class goes to ``test``, then
+  ``cfg.test_fraction`` of every class goes to ``test`` (with ``cfg.folds = k``
+  instead: fold ``cfg.fold`` of a stratified k-fold partition, so that k runs
+  test every image once), then
   ``cfg.val_fraction`` of the rest to ``val`` (0 = no validation split).
   ``cfg.train_per_class`` (0 = all) then keeps that many training images of
   every class (seeded), to study how transfer depends on the amount of data.
@@ -199,7 +215,13 @@ def load(cfg: Mapping[str, Any]) -> Dataset:
   if "test" in pools:
     splits["test"] = Split(*pools["test"])
   else:
-    train, test = stratified_split(labels, cfg["test_fraction"], seed)
+    if cfg.get("folds", 0):
+      if not 0 <= cfg.get("fold", 0) < cfg["folds"]:
+        raise ValueError(f"data.fold={cfg.get('fold')} is not one of the {cfg['folds']} folds (0..{cfg['folds'] - 1}).")
+      in_test = stratified_folds(labels, cfg["folds"], seed) == cfg.get("fold", 0)
+      train, test = np.flatnonzero(~in_test), np.flatnonzero(in_test)
+    else:
+      train, test = stratified_split(labels, cfg["test_fraction"], seed)
     splits["test"] = Split(images[test], labels[test])
   if "val" in pools:
     splits["val"] = Split(*pools["val"])

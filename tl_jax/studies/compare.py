@@ -17,6 +17,10 @@ Each accuracy carries its 95% Wilson interval over the test images (``test_accur
 strategies tested on the same images (same size and seed) gets a paired test in paired.{csv,md}:
 the accuracy difference with its paired-bootstrap 95% interval and McNemar's exact p-value, read
 from each run's per-image ``predictions.npz``; an interval containing 0 is "not separated".
+``folds`` (k >= 2; small datasets) trains every run k times, testing on each fold of a stratified
+k-fold partition of the whole dataset (``data.folds``, ``data.fold``) in ``..._fold<F>``: the tables
+then pool the k folds' predictions, so every image is tested once (the CIFAR subset: 5,085 test
+images instead of ~1,500); per-fold figures go to folds.csv.
 Two strategies whose runs have the same config (a trial, and the recipe chosen
 from it) share one run. ``cut_points=True`` (configs/cut_points.py), with a
 ``probe`` block swept first by ``tl_jax.studies.probe_sweep``: ``write_cut_points`` puts
@@ -39,7 +43,7 @@ from tl_jax.metrics import intervals, plots, report as report_lib
 from tl_jax.studies import probe_sweep
 from tl_jax.train import trainer
 
-FIELDS = ("strategy", "model", "images_per_class", "seed", "train_images", "steps", "test_accuracy",
+FIELDS = ("strategy", "model", "images_per_class", "seed", "fold", "train_images", "steps", "test_accuracy",
           "best_val_accuracy", "best_test_accuracy", "wall_s", "logreg_test_accuracy",
           "test_images", "test_accuracy_low", "test_accuracy_high")
 
@@ -96,15 +100,23 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
   runs = [(name, n, e, seed) for n, e in zip(sizes, epochs) for name in ccfg.strategies
           if n in tuple(dict(ccfg.strategies[name]).get("images_per_class", sizes))
           for seed in (seeds if 0 < n <= up_to else seeds[:1])]
+  folds = ccfg.get("folds", 0)
+  if folds:
+    config = copy.deepcopy(config)
+    config.unlock()
+    config.data.folds = folds
   dataset = data_lib.load(config.data)
   train_size = lambda per_class: per_class * dataset.num_classes or len(dataset.splits["train"])
   test_images = len(dataset.splits["test"])
   rows, finished = [], {}  # the same run under two names (a trial and the recipe it chose) runs once
   planned = []
-  for name, per_class, num_epochs, seed in runs:
-    run_dir = os.path.join(workdir, name, f"ipc{per_class or 'all'}" + (f"_seed{seed}" if seed else ""))
+  for (name, per_class, num_epochs, seed), fold in ((r, f) for r in runs for f in range(max(folds, 1))):
+    run_dir = os.path.join(workdir, name, f"ipc{per_class or 'all'}" + (f"_seed{seed}" if seed else "")
+                           + (f"_fold{fold}" if folds else ""))
     cfg, steps = run_config(config, ccfg.strategies[name], per_class, num_epochs, train_size(per_class))
     cfg.seed = config.seed + seed
+    if folds:
+      cfg.data.fold = fold
     planned.append((name, per_class, seed, run_dir, cfg, steps,
                     json.dumps(cfg.to_dict(), sort_keys=True, default=str)))
   for _, _, _, run_dir, _, _, same in planned:  # finished earlier, maybe under another name
@@ -124,7 +136,7 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
         json.dump(summary, f, indent=1)
     finished[same] = summary
     rows.append({
-        "strategy": name, "model": cfg.model.name,
+        "strategy": name, "model": cfg.model.name, "fold": cfg.data.fold if folds else None,
         "images_per_class": per_class or train_size(0) // dataset.num_classes,
         "seed": seed, "train_images": train_size(per_class), "steps": steps,
         "test_accuracy": summary["final_test_accuracy"], "best_val_accuracy": summary["best_val_accuracy"],
@@ -134,11 +146,20 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
         "test_images": test_images,
         "predictions": os.path.join(summary.get("final_report_dir", ""), report_lib.PREDICTIONS),
     })
+    if folds and os.path.exists(rows[-1]["predictions"]):  # this fold's own test images
+      with np.load(rows[-1]["predictions"]) as f:
+        rows[-1]["test_images"] = len(f["labels"])
     rows[-1]["test_accuracy_low"], rows[-1]["test_accuracy_high"] = wilson_interval(
-        summary["final_test_accuracy"], test_images)
-    tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class, seed {seed}: test accuracy "
+        summary["final_test_accuracy"], rows[-1]["test_images"])
+    tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class, seed {seed}" + (f", fold {fold_of(cfg)}" if folds else "")
+                    + ": test accuracy "
                     f"{rows[-1]['test_accuracy']:.4f} (best-val checkpoint {rows[-1]['best_test_accuracy']:.4f})")
-    write_results(rows, workdir, title=ccfg.get("title", ""))  # after every run: partial sweeps count
+    shown = pool_folds(rows, workdir) if folds else rows
+    if shown:
+      write_results(shown, workdir, title=ccfg.get("title", ""))
+  if folds:
+    write_csv(rows, os.path.join(workdir, "folds.csv"), FIELDS)
+    rows = pool_folds(rows, workdir)
   write_paired(paired_tests(rows), workdir)
   if ccfg.get("top1"):
     plot_vs_imagenet(rows, dict(ccfg.top1), workdir, ccfg.get("probe_results", ""), ccfg.get("title", ""))
@@ -169,11 +190,44 @@ def plot_vs_imagenet(rows, top1: dict[str, float], workdir: str, probe_results: 
                                            for m, t in model_top1.items()])
 
 
-def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> None:
-  with open(os.path.join(workdir, "results.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, FIELDS, extrasaction="ignore")
+def fold_of(cfg) -> int:
+  return cfg.data.fold
+
+
+def pool_folds(rows: list[dict[str, Any]], workdir: str) -> list[dict[str, Any]]:
+  """One row per (strategy, size, seed): the folds' test predictions pooled (every image tested once)
+  into ``<strategy>/ipc<N>[_seed<S>]_pooled/predictions.npz``, accuracy and Wilson interval over them;
+  steps and wall time summed over the folds."""
+  pooled = []
+  for key in dict.fromkeys((r["strategy"], r["images_per_class"], r["seed"]) for r in rows):
+    mine = [r for r in rows if (r["strategy"], r["images_per_class"], r["seed"]) == key]
+    if not all(os.path.exists(r["predictions"]) for r in mine):
+      continue  # a fold not run yet (a partial sweep)
+    parts = [np.load(r["predictions"]) for r in mine]
+    labels, pred = (np.concatenate([p[k] for p in parts]) for k in ("labels", "pred"))
+    out = os.path.join(workdir, key[0], f"ipc{key[1]}" + (f"_seed{key[2]}" if key[2] else "") + "_pooled")
+    os.makedirs(out, exist_ok=True)
+    np.savez(os.path.join(out, report_lib.PREDICTIONS), labels=labels, pred=pred)
+    accuracy, n = float((labels == pred).mean()), len(labels)
+    low, high = intervals.wilson(int((labels == pred).sum()), n)
+    pooled.append({**mine[0], "fold": f"pooled {len(mine)}", "test_accuracy": accuracy, "test_images": n,
+                   "test_accuracy_low": low, "test_accuracy_high": high,
+                   "best_val_accuracy": float(np.mean([r["best_val_accuracy"] for r in mine])),
+                   "best_test_accuracy": None, "logreg_test_accuracy": None,
+                   "steps": sum(r["steps"] for r in mine), "wall_s": sum(r["wall_s"] for r in mine),
+                   "predictions": os.path.join(out, report_lib.PREDICTIONS)})
+  return pooled
+
+
+def write_csv(rows: list[dict[str, Any]], path: str, fields) -> None:
+  with open(path, "w", newline="") as f:
+    writer = csv.DictWriter(f, fields, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
+
+
+def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> None:
+  write_csv(rows, os.path.join(workdir, "results.csv"), FIELDS)
   sizes = list(dict.fromkeys(r["images_per_class"] for r in rows))
   test_images = rows[0].get("test_images") if rows else None
   lines = ["| strategy | " + " | ".join(f"{s}/class" for s in sizes) + " | wall (s) |",
@@ -224,10 +278,7 @@ def write_paired(pairs: list[dict[str, Any]], workdir: str) -> None:
   """paired.csv and paired.md (nothing when no two runs share their test images)."""
   if not pairs:
     return
-  with open(os.path.join(workdir, "paired.csv"), "w", newline="") as f:
-    writer = csv.DictWriter(f, PAIRED_FIELDS)
-    writer.writeheader()
-    writer.writerows(pairs)
+  write_csv(pairs, os.path.join(workdir, "paired.csv"), PAIRED_FIELDS)
   lines = ["| size/class | seed | A | B | A − B (points) | 95% interval | McNemar p | |", "|---" * 8 + "|"]
   lines += [f"| {p['images_per_class']} | {p['seed']} | {p['a']} | {p['b']} | {100 * p['difference']:+.1f} | "
             f"[{100 * p['difference_low']:+.1f}, {100 * p['difference_high']:+.1f}] | {p['mcnemar_p']:.3g} | "
