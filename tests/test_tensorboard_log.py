@@ -55,4 +55,9 @@ def test_events_match_metrics_jsonl(quickstart_config, tmp_path):
   assert image.size == (acc.Images("val/confusion_matrix")[-1].width, acc.Images("val/confusion_matrix")[-1].height)
   assert np.asarray(image).std() > 0
   assert scalar("test_final/accuracy")[14] == pytest.approx(summary["final_test_accuracy"], rel=1e-6)
+  # Calibration beside accuracy: the report's ECE, NLL and Brier, and the reliability diagram.
+  report = json.load(open(os.path.join(summary["final_report_dir"], "report.json")))
+  for metric in ("ece", "nll", "brier"):
+    assert scalar(f"test_final/{metric}")[14] == pytest.approx(report[metric], rel=1e-6), metric
+  assert [e.step for e in acc.Images("val/reliability_diagram")] == [7, 14]
   assert {"test_final/confusion_matrix", "test_best/confusion_matrix"} <= set(tags["images"])

@@ -104,7 +104,8 @@ class MetricsWriter:
     self._last_step, self._clock, self._first = step, now, False
 
   def report(self, prefix: str, step: int, result: dict[str, Any], class_names: Sequence[str]) -> None:
-    """An evaluation's scalar metrics as ``<prefix>/<metric>`` and its confusion matrix as an image."""
+    """An evaluation's scalar metrics as ``<prefix>/<metric>`` (calibration's ECE, NLL and Brier among
+    them) and its confusion matrix and reliability diagram as images."""
     if self._events is None:
       return
     self._scalars(step, {f"{prefix}/{k}": v for k, v in result["report"].items()
@@ -112,6 +113,11 @@ class MetricsWriter:
     png = io.BytesIO()
     plots.plot_confusion_matrix(result["confusion"], class_names, png, title=f"{prefix}, step {step}")
     self._image(step, f"{prefix}/confusion_matrix", png.getvalue())
+    if "reliability" in result["report"]:
+      png = io.BytesIO()
+      plots.plot_reliability_diagram(result["report"]["reliability"], png, ece=result["report"]["ece"],
+                                     title=f"{prefix}, step {step}")
+      self._image(step, f"{prefix}/reliability_diagram", png.getvalue())
     self._events.flush()
 
   def evaluation(self, record: dict[str, Any], result: dict[str, Any], class_names: Sequence[str]) -> None:
