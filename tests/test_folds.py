@@ -2,13 +2,12 @@
 sweep that pools the folds' predictions."""
 
 import csv
-import os
 
 import ml_collections
 import numpy as np
 import pytest
 
-import tiny
+from tests import tiny
 from tl_jax import data as data_lib
 from tl_jax.studies import compare
 
@@ -70,3 +69,4 @@ def test_compare_with_folds_pools_every_image_into_one_table(tmp_path):
   with open(tmp_path / "sweep" / "paired.csv") as f:
     (pair,) = list(csv.DictReader(f))
   assert (pair["a"], pair["b"], pair["test_images"]) == ("probe", "probe_slow", "160")
+

@@ -5,10 +5,12 @@ import os
 import shutil
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 
 from tl_jax.evaluate import soups
+from tl_jax.studies import compare
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +73,24 @@ def _config_only(workdir):
   from tl_jax.train import workdir as workdir_lib
   r = evaluation.restore(workdir.replace("other_model", "lr0.01").replace("other_seed", "lr0.01"))
   return evaluation.Restored(workdir_lib.load_config(workdir), r.state, r.step, r.class_names)
+
+
+def test_compare_soup_option_soups_runs_of_one_model_and_start(tmp_path):
+  from tests import tiny
+
+  cfg = tiny.config(tiny.write_npz(tmp_path / "d.npz"), **{"train.compilation_cache_dir": ""})
+  cfg.compare = ml_collections.ConfigDict(dict(
+      strategies=dict(lr_high=dict(), lr_low=dict(optim=dict(lr=3e-3)), other_model=dict(
+          model=dict(name="mobilenet_v2"))),
+      images_per_class=(0,), num_epochs=(2,), soup=True))
+  rows = compare.sweep(cfg, str(tmp_path / "sweep"))
+  (soup_dir,) = os.listdir(tmp_path / "sweep" / "soups")  # one group: the two Lite0 runs; MobileNet alone
+  with open(tmp_path / "sweep" / "soups" / soup_dir / "soup.json") as f:
+    result = json.load(f)
+  assert sorted(os.path.basename(os.path.dirname(i["workdir"])) for i in result["ingredients"]) == ["lr_high",
+                                                                                                  "lr_low"]
+  best = max(result["ingredients"], key=lambda i: i["val_accuracy"])
+  by_dir = {r["workdir"]: r for r in rows}
+  assert result["best_single"]["test_accuracy"] == pytest.approx(by_dir[best["workdir"]]["test_accuracy"], abs=1e-6)
+  assert 0 <= result["uniform"]["test_accuracy"] <= 1 and result["greedy"]["members"][0] == best["workdir"]
+  assert "| 2 |" in (tmp_path / "sweep" / "soups.md").read_text()

@@ -21,6 +21,9 @@ from each run's per-image ``predictions.npz``; an interval containing 0 is "not 
 k-fold partition of the whole dataset (``data.folds``, ``data.fold``) in ``..._fold<F>``: the tables
 then pool the k folds' predictions, so every image is tested once (the CIFAR subset: 5,085 test
 images instead of ~1,500); per-fold figures go to folds.csv.
+``soup=True``: the runs of one size, seed (and fold) that share a model and start are also
+souped (``tl_jax.evaluate.soups``: uniform and greedy soup beside the best single run) into
+``soups/`` and soups.md.
 Two strategies whose runs have the same config (a trial, and the recipe chosen
 from it) share one run. ``cut_points=True`` (configs/cut_points.py), with a
 ``probe`` block swept first by ``tl_jax.studies.probe_sweep``: ``write_cut_points`` puts
@@ -39,7 +42,9 @@ import numpy as np
 import tqdm
 
 from tl_jax import data as data_lib
-from tl_jax.metrics import intervals, plots, report as report_lib
+from tl_jax.evaluate import soups
+from tl_jax.metrics import intervals, plots
+from tl_jax.metrics import report as report_lib
 from tl_jax.studies import probe_sweep
 from tl_jax.train import trainer
 
@@ -145,6 +150,8 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
         "logreg_test_accuracy": logreg_accuracy(run_dir) if ccfg.get("logreg") else None,
         "test_images": test_images,
         "predictions": os.path.join(summary.get("final_report_dir", ""), report_lib.PREDICTIONS),
+        "workdir": run_dir if os.path.exists(summary_path) else _run_dir_of(planned, same),
+        "soup_key": json.dumps([cfg.model.to_dict(), cfg.init.to_dict()], sort_keys=True, default=str),
     })
     if folds and os.path.exists(rows[-1]["predictions"]):  # this fold's own test images
       with np.load(rows[-1]["predictions"]) as f:
@@ -157,6 +164,8 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
     shown = pool_folds(rows, workdir) if folds else rows
     if shown:
       write_results(shown, workdir, title=ccfg.get("title", ""))
+  if ccfg.get("soup"):
+    write_soups(rows, workdir)
   if folds:
     write_csv(rows, os.path.join(workdir, "folds.csv"), FIELDS)
     rows = pool_folds(rows, workdir)
@@ -188,6 +197,37 @@ def plot_vs_imagenet(rows, top1: dict[str, float], workdir: str, probe_results: 
                                    xlabel="ImageNet top-1 (%, published)", title=title,
                                    xticks=[(t, f"{m.removeprefix('efficientnet_')} ({t})")
                                            for m, t in model_top1.items()])
+
+
+def _run_dir_of(planned, same: str) -> str:
+  """The folder of the run that ran config ``same`` (a strategy sharing another's run has none)."""
+  return next(p[3] for p in planned if p[6] == same and os.path.exists(os.path.join(p[3], "summary.json")))
+
+
+def write_soups(rows: list[dict[str, Any]], workdir: str) -> list[dict[str, Any]]:
+  """Soups of the runs of each (size, seed, fold) that share a model and start; soups.md lists them."""
+  groups: dict[tuple, list[str]] = {}
+  for r in rows:
+    members = groups.setdefault((r["images_per_class"], r["seed"], r.get("fold"), r["soup_key"]), [])
+    if r["workdir"] not in members:  # two strategies sharing one run are one ingredient
+      members.append(r["workdir"])
+  results, lines = [], ["| size/class | seed | fold | runs | best single (test) | uniform soup | greedy soup |",
+                        "|---" * 7 + "|"]
+  for i, ((size, seed, fold, _), dirs) in enumerate(groups.items()):
+    if len(dirs) < 2:
+      continue
+    r = soups.soup(dirs, os.path.join(workdir, "soups", f"ipc{size}_seed{seed}" + ("" if fold is None else
+                                                                                 f"_fold{fold}") + f"_{i}"))
+    results.append(r)
+    pct = lambda a: f"{100 * a:.1f}%"
+    lines.append(f"| {size} | {seed} | {'' if fold is None else fold} | {len(dirs)} | "
+                 f"{pct(r['best_single']['test_accuracy'])} | {pct(r['uniform']['test_accuracy'])} | "
+                 f"{pct(r['greedy']['test_accuracy'])} ({len(r['greedy']['members'])} runs) |")
+  if results:
+    with open(os.path.join(workdir, "soups.md"), "w") as f:
+      f.write("\n".join(lines) + "\n\nBest single: the run of best validation accuracy. Greedy: "
+              "by validation accuracy, a run stays if the soup's validation accuracy does not drop.\n")
+  return results
 
 
 def fold_of(cfg) -> int:
