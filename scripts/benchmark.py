@@ -49,6 +49,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from tl_jax.data import mixing, randaugment  # noqa: E402
+from tl_jax.models import layers  # noqa: E402
 from tl_jax.train import steps, trainer  # noqa: E402
 
 CLASSES = 10
@@ -220,8 +221,16 @@ def bench_torch(case: Case, channels_last: bool, compile: bool = False) -> dict[
   return {"train_s": timed(step, case.repeats), "forward_s": timed(forward, case.repeats)}
 
 
+def bench_tl_jax_native(case: Case) -> dict[str, float]:
+  """tl_jax with every convolution on XLA's native path (what GPUs and TPUs run): a diagnostic
+  column, not a peer; beside ``tl_jax`` on CPU it shows what the CPU routing buys, forward and backward."""
+  with layers.impl("native"):
+    return bench_tl_jax(case)
+
+
 FRAMEWORKS = {
     "tl_jax": bench_tl_jax,
+    "tl_jax_native": bench_tl_jax_native,
     "keras": bench_keras,
     "torch": functools.partial(bench_torch, channels_last=False),
     "torch_cl": functools.partial(bench_torch, channels_last=True),
@@ -285,7 +294,7 @@ def main() -> None:
         flops = result["tl_jax"]["forward_flops_per_image"]
         for what, mult in (("train", 1 if mode == "frozen" else 3), ("forward", 1)):
           ips = {fw: args.batch / r[f"{what}_s"] for fw, r in result.items() if f"{what}_s" in r}
-          peers = [v for fw, v in ips.items() if fw != "tl_jax"]
+          peers = [v for fw, v in ips.items() if not fw.startswith("tl_jax")]
           ratio = ips["tl_jax"] / max(peers) if peers else float("nan")
           frac = ips["tl_jax"] * flops * mult / (peak["peak"] * 1e9)
           rows.append({"model": model, "size": size, "mode": mode, "what": what, "img_per_s": ips,
