@@ -48,6 +48,10 @@ def test_wise_ft_on_a_linear_probe(tiny_run):
   test = evaluation.evaluate_checkpoint(tiny_run, "best", "test")
   assert r["test"]["accuracy"] == [test["accuracy"]] * 3  # so every alpha is the checkpoint
   assert r["best_alpha"] == 1.0
+  # The shifted copy of the test split (Gaussian noise, severity 3) beside it, one figure per alpha.
+  shifted = r["test_shifted"]["accuracy"]
+  assert len(shifted) == 3 and len(set(shifted)) == 1 and 0 <= shifted[0] <= 1
+  assert r["test_at_best"]["test_shifted"] == shifted[0]
   with open(r["path"]) as f:
     assert json.load(f)["alphas"] == [0.0, 0.5, 1.0]
   assert os.path.exists(os.path.join(os.path.dirname(r["path"]), "wise_ft.png"))

@@ -6,7 +6,8 @@ The start is rebuilt as the trainer built it (``state.create_state``: the config
 weights, or its seeded random init when ``init.pretrained`` is off). BatchNorm running statistics
 are interpolated like the weights (an approximation: the statistics of the interpolated network
 are not measured). ``alpha = 1`` is the checkpoint; ``alpha = 0`` the pretrained backbone under the
-fine-tuned head. Not done yet: the distribution-shifted test split of the issue.
+fine-tuned head. ``test_shifted`` is the test split under ImageNet-C Gaussian noise of severity 3
+(``tl_jax.data.shift``): WiSE-FT's robustness claim, checked beside in-distribution accuracy.
 """
 
 import json
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tl_jax import data as data_lib, models
+from tl_jax.data import shift
 from tl_jax.evaluate import evaluation, tta as tta_lib
 from tl_jax.metrics import plots
 from tl_jax.metrics.report import evaluate_split
@@ -41,7 +43,7 @@ def interpolate(start: Any, fine: Any, alpha: float, head: str = models.Classifi
 
 
 def wise_ft(workdir: str, which: str | int = "best", alphas: Sequence[float] = ALPHAS,
-            weights: str | None = None, splits: Sequence[str] = ("val", "test")) -> dict[str, Any]:
+            weights: str | None = None, splits: Sequence[str] = ("val", "test", shift.SHIFTED)) -> dict[str, Any]:
   """Evaluates checkpoint ``which`` of ``workdir`` interpolated with its start at every ``alpha``.
 
   Writes ``wise_ft.json`` and ``wise_ft.png`` (accuracy against alpha per split) under
@@ -52,6 +54,8 @@ def wise_ft(workdir: str, which: str | int = "best", alphas: Sequence[float] = A
   run = evaluation.restore(workdir, which)
   weights = weights or evaluation.default_weights(run.config)
   dataset = data_lib.load(run.config.data)
+  if shift.SHIFTED in splits and "test" in dataset.splits:
+    dataset.splits[shift.SHIFTED] = shift.shifted(dataset.splits["test"])
   missing = [s for s in splits if s not in dataset.splits]
   if missing:
     raise ValueError(f"WiSE-FT needs the splits {missing}; this run has {sorted(dataset.splits)}.")
