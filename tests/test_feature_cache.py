@@ -176,13 +176,15 @@ def test_cut_point_sweep_pairs_each_probe_with_the_finetune_frozen_to_it(tmp_pat
   monkeypatch.setattr(compare.trainer, "train_and_evaluate", fake_run)
   rows = compare.sweep(cfg, str(tmp_path))
   assert sorted(p.get("k", 0) for p in seen) == [0, 0, *range(1, 9)]
-  probe_rows = [{"model": "efficientnet_lite0", "feature": f, "images_per_class": 113, "test_accuracy": 0.5 + 0.04 * i}
-                for i, f in enumerate(units + ["pre_logits"])][::-1]
+  probe_rows = [{"model": "efficientnet_lite0", "feature": f, "images_per_class": 113, "test_accuracy": 0.5 + 0.04 * i,
+                 "test_images": 1000} for i, f in enumerate(units + ["pre_logits"])][::-1]
   table = compare.write_cut_points(probe_rows, rows, str(tmp_path))
   assert [r["cut_point"] for r in table] == ["none", *units, "pre_logits"]
   assert table[0]["probe_test_accuracy"] is None and table[0]["finetune_test_accuracy"] == pytest.approx(0.9)
   assert table[3]["probe_test_accuracy"] == pytest.approx(0.58) and table[3]["finetune_test_accuracy"] == pytest.approx(0.75)
-  assert "| stage2 | 58.0% | 75.0% |" in (tmp_path / "cut_points.md").read_text()
+  ci = lambda acc, n: "[{:.1f}, {:.1f}]".format(*(100 * x for x in intervals.wilson(round(acc * n), n)))
+  n = rows[0]["test_images"]  # each accuracy with its 95% Wilson interval over its test images
+  assert f"| stage2 | 58.0% {ci(0.58, 1000)} | 75.0% {ci(0.75, n)} |" in (tmp_path / "cut_points.md").read_text()
   assert os.path.getsize(tmp_path / "cut_points.png") > 0
 
 

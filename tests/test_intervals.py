@@ -134,3 +134,25 @@ def test_seed_spread():
   assert mean == 0.9 and np.isnan(std)
   with pytest.raises(ValueError):
     intervals.seed_spread([])
+
+
+def test_accuracy_cell_shows_the_wilson_interval_of_the_mean():
+  assert intervals.accuracy_cell(0.81) == "81.0%"
+  assert intervals.accuracy_cell(0.523, 0.012) == "52.3 ± 1.2%"
+  low, high = intervals.wilson(810, 1000)
+  assert intervals.accuracy_cell(0.81, None, 1000) == f"81.0% [{100 * low:.1f}, {100 * high:.1f}]"
+  assert intervals.accuracy_cell(0.81, 0.02, 1000, unit="") == f"81.0 ± 2.0 [{100 * low:.1f}, {100 * high:.1f}]"
+  assert intervals.wilson_of_accuracy(0.81, 1000) == (low, high)
+
+
+def test_probe_table_carries_intervals(tmp_path):
+  from tl_jax.studies import probe_sweep
+
+  rows = [{"model": "m", "imagenet_top1": None, "feature": "pre_logits", "dim": 8, "images_per_class": 10,
+           "train_images": 100, "seed": s, "l2": 1e-3, "test_accuracy": a, "test_images": 500,
+           "best_val_accuracy": a, "wall_s": 1.0, "max_iterations": 5, "converged": True, "sklearn_l2": None,
+           "sklearn_test_accuracy": None, "sklearn_wall_s": None, "sklearn_converged": None}
+          for s, a in ((0, 0.60), (1, 0.64))]
+  probe_sweep.write_results(rows, str(tmp_path))
+  low, high = intervals.wilson(310, 500)  # the mean, 0.62, over the 500 test images
+  assert f"| 62.0 ± 2.8 [{100 * low:.1f}, {100 * high:.1f}] |" in (tmp_path / "probe_results.md").read_text()

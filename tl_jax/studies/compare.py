@@ -156,7 +156,7 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
     if folds and os.path.exists(rows[-1]["predictions"]):  # this fold's own test images
       with np.load(rows[-1]["predictions"]) as f:
         rows[-1]["test_images"] = len(f["labels"])
-    rows[-1]["test_accuracy_low"], rows[-1]["test_accuracy_high"] = wilson_interval(
+    rows[-1]["test_accuracy_low"], rows[-1]["test_accuracy_high"] = intervals.wilson_of_accuracy(
         summary["final_test_accuracy"], rows[-1]["test_images"])
     tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class, seed {seed}" + (f", fold {fold_of(cfg)}" if folds else "")
                     + ": test accuracy "
@@ -330,22 +330,13 @@ def write_paired(pairs: list[dict[str, Any]], workdir: str) -> None:
     f.write("\n".join(lines) + "\n")
 
 
-def wilson_interval(accuracy: float, test_images: int) -> tuple[float, float]:
-  """The 95% Wilson interval of an accuracy measured on ``test_images`` images."""
-  return intervals.wilson(int(round(accuracy * test_images)), test_images)
-
-
 def accuracy_cell(accuracies: list[float], test_images: int | None = None) -> str:
-  """``81.0%``, or ``52.3 ± 1.2%`` over seeds; with ``test_images``, the 95% Wilson interval of the
-  (mean) accuracy after it: ``81.0% [78.4, 83.3]``. "" for none."""
+  """``81.0%``, or ``52.3 ± 1.2%`` over seeds (population std), then the 95% Wilson interval of the
+  (mean) accuracy over ``test_images``: ``81.0% [78.4, 83.3]``. "" for none."""
   if not accuracies:
     return ""
-  a = 100 * np.asarray(accuracies)
-  cell = f"{a[0]:.1f}%" if len(a) == 1 else f"{a.mean():.1f} ± {a.std():.1f}%"
-  if test_images:
-    low, high = wilson_interval(float(np.mean(accuracies)), test_images)
-    cell += f" [{100 * low:.1f}, {100 * high:.1f}]"
-  return cell
+  a = np.asarray(accuracies)
+  return intervals.accuracy_cell(float(a.mean()), float(a.std()) if len(a) > 1 else None, test_images)
 
 
 def write_cut_points(probe_rows: list[dict[str, Any]], rows: list[dict[str, Any]], workdir: str,
@@ -367,12 +358,16 @@ def write_cut_points(probe_rows: list[dict[str, Any]], rows: list[dict[str, Any]
     writer = csv.DictWriter(f, list(table[0]))
     writer.writeheader()
     writer.writerows(table)
-  pct = lambda a, sd=None, n=1: "" if a is None else (f"{100 * a:.1f} ± {100 * sd:.1f}%" if n > 1 else f"{100 * a:.1f}%")
+  n_probe = next((r.get("test_images") for r in probe_rows if r.get("test_images")), None)
+  n_ft = next((r.get("test_images") for r in rows if r.get("test_images")), None)
+  pct = lambda a, sd=None, n=1, images=None: "" if a is None else intervals.accuracy_cell(
+      a, sd if n > 1 else None, images)
   lines = ["| cut point (frozen up to) | linear probe of its features | fine-tune, frozen up to it | "
            "fine-tune wall (s) |", "|---|---:|---:|---:|"]
-  lines += [f"| {r['cut_point']} | {pct(r['probe_test_accuracy'], r['probe_std'], r['probe_seeds'])} | "
-            f"{pct(r['finetune_test_accuracy'])} | "
+  lines += [f"| {r['cut_point']} | {pct(r['probe_test_accuracy'], r['probe_std'], r['probe_seeds'], n_probe)} | "
+            f"{pct(r['finetune_test_accuracy'], images=n_ft)} | "
             f"{'' if r['finetune_wall_s'] is None else round(r['finetune_wall_s'])} |" for r in table]
+  lines.append("\n[low, high]: the 95% Wilson interval of the (mean) accuracy over the test images.")
   with open(os.path.join(workdir, "cut_points.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
   series = {name: [(i, r[key], r["probe_std"] if key.startswith("probe") else 0.0)

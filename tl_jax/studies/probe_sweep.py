@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tl_jax import data as data_lib, models, weights
+from tl_jax.metrics import intervals
 from tl_jax.train import feature_cache
 
 SPLITS = ("train", "val", "test")
@@ -183,6 +184,7 @@ def sweep(config, workdir: str, log=print) -> list[dict[str, Any]]:
               "model": name, "imagenet_top1": dict(pcfg.top1).get(name), "feature": key,
               "dim": train[0].shape[1], "images_per_class": per_class or len(idx) // len(np.unique(ytr)),
               "train_images": len(idx), "seed": seed, "l2": ours.l2, "test_accuracy": ours.test_accuracy,
+              "test_images": len(feats["test"][1]),
               "best_val_accuracy": float(ours.val_accuracy.max()), "wall_s": round(ours.wall_s, 2),
               "max_iterations": int(ours.iterations.max()), "converged": ours.converged,
               "sklearn_l2": ref and ref.l2, "sklearn_test_accuracy": ref and ref.test_accuracy,
@@ -198,7 +200,7 @@ def sweep(config, workdir: str, log=print) -> list[dict[str, Any]]:
 
 
 FIELDS = ("model", "imagenet_top1", "feature", "dim", "images_per_class", "train_images", "seed", "l2",
-          "test_accuracy", "best_val_accuracy", "wall_s", "max_iterations", "converged", "sklearn_l2",
+          "test_accuracy", "test_images", "best_val_accuracy", "wall_s", "max_iterations", "converged", "sklearn_l2",
           "sklearn_test_accuracy", "sklearn_wall_s", "sklearn_converged")
 
 
@@ -212,11 +214,11 @@ def aggregate(rows, key: str = "test_accuracy") -> dict[tuple[str, str, int], tu
           for g, v in groups.items()}
 
 
-def _cell(stat) -> str:
+def _cell(stat, test_images: int | None = None) -> str:
   if stat is None:
     return ""
   mean, std, n = stat
-  return f"{100 * mean:.1f}" + (f" ± {100 * std:.1f}" if n > 1 else "")
+  return intervals.accuracy_cell(mean, std if n > 1 else None, test_images, unit="")
 
 
 def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> None:
@@ -233,7 +235,7 @@ def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> 
            + " | tl_jax s | sklearn s |", "|---" * (len(sizes) + 5) + "|"]
   for model, feature in dict.fromkeys((r["model"], r["feature"]) for r in rows):
     mine = [r for r in rows if (r["model"], r["feature"]) == (model, feature)]
-    cells = [_cell(ours.get((model, feature, s))) for s in sizes]
+    cells = [_cell(ours.get((model, feature, s)), mine[0].get("test_images")) for s in sizes]
     sk = sum(r["sklearn_wall_s"] or 0 for r in mine)
     lines.append(f"| {model} | {mine[0]['imagenet_top1'] or ''} | {feature} | " + " | ".join(cells)
                  + f" | {sum(r['wall_s'] for r in mine):.0f} | {f'{sk:.0f}' if sk else ''} |")
@@ -246,7 +248,8 @@ def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> 
               f"({r['sklearn_l2']:.0e}) | {100 * (r['test_accuracy'] - r['sklearn_test_accuracy']):+.1f} | "
               f"{r['wall_s']:.0f} | {r['sklearn_wall_s']:.0f} |" for r in checks]
   with open(os.path.join(workdir, "probe_results.md"), "w") as f:
-    f.write("Test accuracy (%) of tl_jax's probe, mean ± std over seeds; then the scikit-learn check\n\n"
+    f.write("Test accuracy (%) of tl_jax's probe, mean ± std over seeds, [95% Wilson interval of the mean "
+            "over the test images]; then the scikit-learn check\n\n"
             + "\n".join(lines) + "\n")
   label = lambda s, model="": (f"{model} " if model else "") + f"{s}/class"
   models = list(dict.fromkeys(r["model"] for r in rows))
