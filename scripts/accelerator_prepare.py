@@ -17,7 +17,6 @@ version installed here, so the simulation below runs what the GPU will run.
 ``scripts/accelerator_check.sh --prepare`` calls the first form.
 """
 
-import argparse
 import importlib.metadata as md
 import os
 import pathlib
@@ -27,6 +26,7 @@ import subprocess
 import sys
 import tomllib
 
+from absl import app, flags
 from packaging.requirements import Requirement
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -161,19 +161,20 @@ def simulate(venv: pathlib.Path) -> int:
                         cwd=ROOT, env=env).returncode
 
 
-def main() -> None:
-  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--list", action="store_true", help="print the carried packages and stop")
-  parser.add_argument("--simulate", action="store_true", help="prepare, then run the check in a clean venv")
-  parser.add_argument("--venv", default="/tmp/accel_venv", type=pathlib.Path)
-  args = parser.parse_args()
-  if args.list:
+_LIST = flags.DEFINE_bool("list", False, "Print the carried packages and stop.")
+_SIMULATE = flags.DEFINE_bool("simulate", False, "Prepare, then run the check in a clean venv (see above).")
+_VENV = flags.DEFINE_string("venv", "/tmp/accel_venv", "Where --simulate builds its venv (replaced).")
+
+
+def main(argv) -> None:
+  del argv
+  if _LIST.value:
     print("\n".join(f"{n}=={v}" for n, v in carried().items()))
     return
   prepare()
-  if args.simulate:
-    sys.exit(simulate(args.venv))
+  if _SIMULATE.value:
+    sys.exit(simulate(pathlib.Path(_VENV.value)))
 
 
 if __name__ == "__main__":
-  main()
+  app.run(main)
