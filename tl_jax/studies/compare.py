@@ -149,7 +149,8 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
         "wall_s": summary["wall_s"],
         "logreg_test_accuracy": logreg_accuracy(run_dir) if ccfg.get("logreg") else None,
         "test_images": test_images,
-        "predictions": os.path.join(summary.get("final_report_dir", ""), report_lib.PREDICTIONS),
+        "predictions": os.path.join(summary["final_report_dir"], report_lib.PREDICTIONS)
+                       if summary.get("final_report_dir") else "",
         "workdir": run_dir if os.path.exists(summary_path) else _run_dir_of(planned, same),
         "soup_key": json.dumps([cfg.model.to_dict(), cfg.init.to_dict()], sort_keys=True, default=str),
     })
@@ -158,7 +159,7 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
         rows[-1]["test_images"] = len(f["labels"])
     rows[-1]["test_accuracy_low"], rows[-1]["test_accuracy_high"] = intervals.wilson_of_accuracy(
         summary["final_test_accuracy"], rows[-1]["test_images"])
-    tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class, seed {seed}" + (f", fold {fold_of(cfg)}" if folds else "")
+    tqdm.tqdm.write(f"{name} @ {per_class or 'all'}/class, seed {seed}" + (f", fold {cfg.data.fold}" if folds else "")
                     + ": test accuracy "
                     f"{rows[-1]['test_accuracy']:.4f} (best-val checkpoint {rows[-1]['best_test_accuracy']:.4f})")
     shown = pool_folds(rows, workdir) if folds else rows
@@ -228,10 +229,6 @@ def write_soups(rows: list[dict[str, Any]], workdir: str) -> list[dict[str, Any]
       f.write("\n".join(lines) + "\n\nBest single: the run of best validation accuracy. Greedy: "
               "by validation accuracy, a run stays if the soup's validation accuracy does not drop.\n")
   return results
-
-
-def fold_of(cfg) -> int:
-  return cfg.data.fold
 
 
 def pool_folds(rows: list[dict[str, Any]], workdir: str) -> list[dict[str, Any]]:
