@@ -8,14 +8,18 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# One persistent JAX compilation cache for the test session, shared by the xdist workers: tests
-# that build the same tiny programs (a 32 px Lite0 run, its evaluation) load them instead of
-# compiling them again. Fresh per session, so no result depends on an older tree's executables.
+# TL_JAX_TEST_JAX_CACHE=1: one persistent JAX compilation cache for the test session, shared by
+# the xdist workers, so that tests building the same tiny programs load them instead of compiling
+# them again (fresh per session: no result depends on an older tree's executables). Off by
+# default: the one full run with it on (2026-12-04, a slower machine than earlier runs) was not
+# faster, and no A/B on one machine has shown a gain yet (BENCHMARKS.md, "Test suite time").
 JAX_CACHE = "TL_JAX_TEST_JAX_CACHE"
 
 
 def pytest_configure(config):
-  if not os.environ.get(JAX_CACHE):  # the controller (or a run without xdist): the workers inherit it
+  if os.environ.get(JAX_CACHE, "0") in ("", "0"):
+    return
+  if os.environ[JAX_CACHE] == "1":  # the controller (or a run without xdist): the workers inherit the dir
     os.environ[JAX_CACHE] = tempfile.mkdtemp(prefix="tl_jax_test_jax_cache_")
     config._tl_jax_cache_owner = True
   from tl_jax.train import trainer
@@ -24,7 +28,7 @@ def pytest_configure(config):
 
 
 def pytest_unconfigure(config):
-  if getattr(config, "_tl_jax_cache_owner", False):
+  if getattr(config, "_tl_jax_cache_owner", False) and os.environ.get(JAX_CACHE):
     shutil.rmtree(os.environ.pop(JAX_CACHE), ignore_errors=True)
 
 
