@@ -16,7 +16,8 @@ config leaves to its weights (``data.image_size`` 0, ``data.stream.crop_fraction
 
 Sources: ``in_package`` (digits, npz), ``tfds_source``, ``image_folder``; ``cache`` (the decode
 cache), ``labels``; ``pipeline`` (grain batches, device prefetch); on-device ``augment``,
-``randaugment`` and ``mixing`` (mixup/CutMix).
+``randaugment`` and ``mixing`` (mixup/CutMix); ``shift`` (a documented distribution shift of a split:
+ImageNet-C Gaussian noise, for WiSE-FT's robustness check).
 """
 
 from collections.abc import Iterator, Mapping

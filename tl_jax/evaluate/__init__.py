@@ -13,4 +13,6 @@
 - ``soups``: ``soup(workdirs)``: uniform and greedy model soups beside the best single run.
 - ``temperature``: temperature scaling: ``fit`` (NLL on val), ``save`` / ``load`` with the run
   (``calibration.json``), ``calibrate(workdir, which)`` (test before/after).
+- ``export``: ``stablehlo(workdir, which, output)``: the checkpoint as a ``jax.export`` artifact
+  (uint8 images in, logits out, any batch), ``load(path)``.
 """
