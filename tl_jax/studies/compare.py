@@ -9,8 +9,8 @@ start in ``(0, 1)`` (in an override's ``phases``) is a fraction of the run's
 steps. Each run is an ordinary ``train_and_evaluate`` in
 ``workdir/<strategy>/ipc<N>``; a run that finished before is read back, so a
 rerun of an interrupted sweep continues where it stopped. ``seeds`` (default
-``(0,)``) repeats every run at ``images_per_class <= seeds_up_to`` once per seed
-(``config.seed`` + that offset: initialisation, data order, augmentation; the
+``(0,)``) repeats every run at ``images_per_class <= seeds_up_to`` (``seeds_up_to <= 0``: at every
+size, all images too) once per seed (``config.seed`` + that offset: initialisation, data order, augmentation; the
 split stays fixed) in ``ipc<N>_seed<S>``; tables show mean ± std over seeds.
 Each accuracy carries its 95% Wilson interval over the test images (``test_accuracy_low`` /
 ``_high`` in results.csv, ``[low, high]`` in results.md, error bars in the plot). Each pair of
@@ -104,7 +104,7 @@ def sweep(config, workdir: str) -> list[dict[str, Any]]:
   seeds, up_to = tuple(ccfg.get("seeds", (0,))), ccfg.get("seeds_up_to", 50)
   runs = [(name, n, e, seed) for n, e in zip(sizes, epochs) for name in ccfg.strategies
           if n in tuple(dict(ccfg.strategies[name]).get("images_per_class", sizes))
-          for seed in (seeds if 0 < n <= up_to else seeds[:1])]
+          for seed in (seeds if up_to <= 0 or 0 < n <= up_to else seeds[:1])]
   folds = ccfg.get("folds", 0)
   if folds:
     config = copy.deepcopy(config)
