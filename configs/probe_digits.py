@@ -29,6 +29,7 @@ def probe(**overrides) -> dict:
       l2_grid=dict(lo=1e-6, hi=1e2, num=17),  # penalty per training image, log-spaced
       standardize=True, sklearn=True, sklearn_seeds=1, tol=1e-4, max_iter=500,  # tol: max |gradient|, as sklearn
       cache_dir="runs/feature_cache", batch_size=64, title="",
+      folds=0,  # k >= 2: the probe tested by stratified k-fold over all the images (tl_jax.studies.probe_folds)
   ) | overrides
 
 

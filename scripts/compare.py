@@ -8,6 +8,8 @@ A config with a ``probe`` block (configs/probe_*.py) runs the Kornblith et al.
 linear-probe sweep (``tl_jax.studies.probe_sweep``): probe_results.{csv,md} and plots;
 with both blocks (configs/cut_points.py) the probe runs first, then the
 fine-tunes, then cut_points.{csv,md,png} puts them side by side.
+``--config.probe.folds=5``: the probe tested by stratified 5-fold over all the images instead
+(``tl_jax.studies.probe_folds``): probe_folds.{csv,md} and the models' paired tests, paired.{csv,md}.
 """
 
 import logging as std_logging
@@ -15,7 +17,7 @@ import logging as std_logging
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from tl_jax.studies import compare, probe_sweep
+from tl_jax.studies import compare, probe_folds, probe_sweep
 
 _CONFIG = config_flags.DEFINE_config_file("config", "configs/compare_digits.py", "Sweep config file.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/compare_digits", "Where runs and results go.")
@@ -27,7 +29,10 @@ def main(argv):
   std_logging.getLogger("tl_jax").setLevel(std_logging.WARNING)
   config, workdir = _CONFIG.value, _WORKDIR.value
   probe_rows = None
-  if "probe" in config:
+  if "probe" in config and config.probe.get("folds"):  # every image tested once; no sizes, no seeds
+    probe_folds.probe_folds(config, workdir)
+    print(open(f"{workdir}/probe_folds.md").read() + "\n" + open(f"{workdir}/paired.md").read())
+  elif "probe" in config:
     probe_rows = probe_sweep.sweep(config, workdir)
     print(open(f"{workdir}/probe_results.md").read())
   if "compare" not in config:

@@ -112,6 +112,24 @@ def paired_bootstrap(a_correct, b_correct, n: int = 2000, seed: int = 0,
   return float(diff.mean()), float(low), float(high)
 
 
+def paired_table(runs: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:
+  """Every pair of ``runs`` (``{name: (labels, correct)}``, per test image) tested on the same images
+  (equal labels): ``{a, b, a_accuracy, b_accuracy, difference, difference_low, difference_high,
+  mcnemar_p, separated, test_images}`` with A - B's paired-bootstrap 95% interval and McNemar's p."""
+  out, names = [], list(runs)
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      (labels_a, ca), (labels_b, cb) = runs[a], runs[b]
+      if np.shape(labels_a) != np.shape(labels_b) or not np.array_equal(labels_a, labels_b):
+        continue  # not the same test images
+      diff, low, high = paired_bootstrap(ca, cb)
+      out.append({"a": a, "b": b, "a_accuracy": float(np.mean(ca)), "b_accuracy": float(np.mean(cb)),
+                  "difference": diff, "difference_low": low, "difference_high": high,
+                  "mcnemar_p": mcnemar_exact(ca, cb), "separated": bool(low > 0 or high < 0),
+                  "test_images": int(np.size(ca))})
+  return out
+
+
 def seed_spread(values) -> tuple[float, float]:
   """Mean and sample standard deviation (``ddof=1``) of one figure across seeds.
 

@@ -297,17 +297,7 @@ def paired_tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
       if (r["images_per_class"], r["seed"]) == key and os.path.exists(r.get("predictions", "")):
         with np.load(r["predictions"]) as f:
           runs[r["strategy"]] = (f["labels"], f["pred"] == f["labels"])
-    names = list(runs)
-    for i, a in enumerate(names):
-      for b in names[i + 1:]:
-        (labels_a, ca), (labels_b, cb) = runs[a], runs[b]
-        if labels_a.shape != labels_b.shape or not np.array_equal(labels_a, labels_b):
-          continue  # not the same test images
-        diff, low, high = intervals.paired_bootstrap(ca, cb)
-        out.append({"images_per_class": key[0], "seed": key[1], "a": a, "b": b,
-                    "a_accuracy": float(ca.mean()), "b_accuracy": float(cb.mean()), "difference": diff,
-                    "difference_low": low, "difference_high": high, "mcnemar_p": intervals.mcnemar_exact(ca, cb),
-                    "separated": bool(low > 0 or high < 0), "test_images": int(ca.size)})
+    out += [{"images_per_class": key[0], "seed": key[1], **p} for p in intervals.paired_table(runs)]
   return out
 
 
