@@ -58,7 +58,12 @@ def main(argv):
       for i, a in enumerate(w["alphas"]):
         print(f"  alpha {a:.2f}: val accuracy {w['val']['accuracy'][i]:.4f}  "
               f"test accuracy {w['test']['accuracy'][i]:.4f}")
-      print(f"chosen on val: alpha {w['best_alpha']:g}, test accuracy {w['test_at_best']['test']:.4f}; {w['path']}")
+      print(f"chosen on val: alpha {w['best_alpha']:g}, test accuracy {w['test_at_best']['test']:.4f}")
+      for split, p in w.get("chosen_vs_finetuned", {}).items():
+        print(f"  {split}: alpha {w['best_alpha']:g} - alpha 1 = {100 * p['difference']:+.1f} points, 95% paired interval "
+              f"[{100 * p['low']:+.1f}, {100 * p['high']:+.1f}], McNemar p {p['mcnemar_p']:.3g}: "
+              + ("separated" if p["separated"] else "not separated"))
+      print(f"curve and plot: {w['path']} (and wise_ft.png beside it)")
       return
     if _CALIBRATE.value:
       c = temperature.calibrate(_WORKDIR.value, _CHECKPOINT.value, _WEIGHTS.value, test_split=_SPLIT.value)

@@ -52,6 +52,9 @@ def test_wise_ft_on_a_linear_probe(tiny_run):
   shifted = r["test_shifted"]["accuracy"]
   assert len(shifted) == 3 and len(set(shifted)) == 1 and 0 <= shifted[0] <= 1
   assert r["test_at_best"]["test_shifted"] == shifted[0]
+  # The chosen alpha against alpha 1, image by image: the same predictions, so no difference.
+  same = r["chosen_vs_finetuned"]["test"]
+  assert same["difference"] == 0 and same["mcnemar_p"] == 1.0 and not same["separated"]
   with open(r["path"]) as f:
     assert json.load(f)["alphas"] == [0.0, 0.5, 1.0]
   assert os.path.exists(os.path.join(os.path.dirname(r["path"]), "wise_ft.png"))

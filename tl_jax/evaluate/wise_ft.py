@@ -21,7 +21,7 @@ import numpy as np
 from tl_jax import data as data_lib, models
 from tl_jax.data import shift
 from tl_jax.evaluate import evaluation, tta as tta_lib
-from tl_jax.metrics import plots
+from tl_jax.metrics import intervals, plots
 from tl_jax.metrics.report import evaluate_split
 from tl_jax.train import ema, state as state_lib
 
@@ -48,8 +48,10 @@ def wise_ft(workdir: str, which: str | int = "best", alphas: Sequence[float] = A
 
   Writes ``wise_ft.json`` and ``wise_ft.png`` (accuracy against alpha per split) under
   ``workdir/eval/wise_ft_step<N>[_ema]/``; returns ``{"step", "weights", "alphas", "<split>":
-  {"accuracy": [...], "nll": [...]}, "best_alpha", "test_at_best", "path"}`` (``best_alpha``: the
-  highest ``splits[0]`` accuracy, ties to the larger alpha).
+  {"accuracy": [...], "nll": [...]}, "best_alpha", "test_at_best", "chosen_vs_finetuned", "path"}``
+  (``best_alpha``: the highest ``splits[0]`` accuracy, ties to the larger alpha;
+  ``chosen_vs_finetuned``: per split, the paired test of ``best_alpha`` against ``alpha = 1``: the
+  accuracy difference, its paired-bootstrap 95% interval, McNemar's p, ``separated``).
   """
   run = evaluation.restore(workdir, which)
   weights = weights or evaluation.default_weights(run.config)
@@ -62,7 +64,7 @@ def wise_ft(workdir: str, which: str | int = "best", alphas: Sequence[float] = A
   fine = ema.weights(run.state, weights)
   start, _ = state_lib.create_state(run.config, len(run.class_names), 1)
   eval_fn, out = tta_lib.eval_fn("none"), {"step": run.step, "weights": weights, "alphas": [float(a) for a in alphas]}
-  data = {}
+  data, correct = {}, {}
   for name in splits:
     split = dataset.splits[name]
     if dataset.class_names != run.class_names:
@@ -72,13 +74,22 @@ def wise_ft(workdir: str, which: str | int = "best", alphas: Sequence[float] = A
     mixed = fine.replace(params=interpolate(start.params, fine.params, alpha),
                          batch_stats=interpolate(start.batch_stats, fine.batch_stats, alpha))
     for name, split in data.items():
-      report = evaluate_split(eval_fn, mixed, split, run.config.train.eval_batch_size, len(run.class_names))["report"]
-      out[name]["accuracy"].append(report["accuracy"])
-      out[name]["nll"].append(report["nll"])
+      result = evaluate_split(eval_fn, mixed, split, run.config.train.eval_batch_size, len(run.class_names))
+      out[name]["accuracy"].append(result["report"]["accuracy"])
+      out[name]["nll"].append(result["report"]["nll"])
+      correct.setdefault(name, []).append(result["pred"] == result["labels"])
   chooser = out[splits[0]]["accuracy"]
   best = max(range(len(alphas)), key=lambda i: (chooser[i], alphas[i]))
   out["best_alpha"] = float(alphas[best])
   out["test_at_best"] = {s: out[s]["accuracy"][best] for s in splits}
+  if 1.0 in out["alphas"]:  # the chosen alpha against the fine-tuned checkpoint, image by image
+    fine_i = out["alphas"].index(1.0)
+    out["chosen_vs_finetuned"] = {}
+    for s in splits:
+      diff, low, high = intervals.paired_bootstrap(correct[s][best], correct[s][fine_i])
+      out["chosen_vs_finetuned"][s] = {"difference": diff, "low": low, "high": high,
+                                       "mcnemar_p": intervals.mcnemar_exact(correct[s][best], correct[s][fine_i]),
+                                       "separated": bool(low > 0 or high < 0)}
   folder = os.path.join(workdir, "eval", f"wise_ft_step{run.step}" + ("_ema" if weights == "ema" else ""))
   os.makedirs(folder, exist_ok=True)
   out["path"] = os.path.join(folder, "wise_ft.json")
