@@ -15,6 +15,9 @@ this machine's float32 matmul peak, measured first. Model FLOPs come from
 XLA's cost analysis of the tl_jax forward pass (a train step counts 3x the
 forward when the backbone trains, 1x when it is frozen).
 
+``tl_jax_nnx`` (not run by default) times the same model, groups and optimizer through the Flax NNX
+face (``tl_jax.train.nnx``), beside ``tl_jax``; like ``tl_jax_native`` it is not a peer.
+
 Peers: ``keras`` = ``keras.applications`` with ``weights=None`` (no
 EfficientNet-Lite there; EfficientNetB0 for ``efficientnet_b0``); ``torch`` / ``torch_cl`` = the reference modules in
 ``benchmark_torch.py``, eager, default / channels_last memory format;
@@ -228,9 +231,33 @@ def bench_tl_jax_native(case: Case) -> dict[str, float]:
     return bench_tl_jax(case)
 
 
+def bench_tl_jax_nnx(case: Case) -> dict[str, float]:
+  """The ``tl_jax`` model, groups and optimizer through the Flax NNX face (``tl_jax.train.nnx``:
+  the Linen->NNX bridge, ``nnx.jit``, ``nnx.Optimizer``): what the bridge costs, a column beside
+  ``tl_jax`` like ``tl_jax_native``, not a peer."""
+  from flax import nnx
+
+  from tl_jax.train import nnx as tl_nnx
+
+  cfg = tl_jax_config(case.model, case.size, case.mode, case.dtype)
+  model = tl_nnx.create(case.model, CLASSES, pretrained=False, image_size=case.size, dropout_rate=0.0,
+                        dtype=jnp.dtype(case.dtype), layer_impl="auto")
+  groups = tl_nnx.param_groups(model, cfg.param_groups.to_dict())
+  tl_nnx.set_bn(model, groups)
+  opt = tl_nnx.optimizer(model, cfg.optim.to_dict(), groups, 100)
+  rng = np.random.default_rng(0)
+  batch = {"image": jnp.asarray(rng.integers(0, 256, (case.batch, case.size, case.size, 3), dtype=np.uint8)),
+           "label": jnp.asarray(rng.integers(0, CLASSES, (case.batch,), dtype=np.int32))}
+  train = nnx.jit(functools.partial(tl_nnx.train_step, trainable=tl_nnx.trainable(groups)), donate_argnums=(0, 1))
+  forward = nnx.jit(lambda m, x: m(x)[0])
+  return {"train_s": timed(lambda: train(model, opt, batch)["loss"].block_until_ready(), case.repeats),
+          "forward_s": timed(lambda: forward(model, batch["image"]).block_until_ready(), case.repeats)}
+
+
 FRAMEWORKS = {
     "tl_jax": bench_tl_jax,
     "tl_jax_native": bench_tl_jax_native,
+    "tl_jax_nnx": bench_tl_jax_nnx,
     "keras": bench_keras,
     "torch": functools.partial(bench_torch, channels_last=False),
     "torch_cl": functools.partial(bench_torch, channels_last=True),

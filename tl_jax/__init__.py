@@ -17,3 +17,11 @@ Three conventions every wing shares sit at the top: ``partition`` (parameter pat
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+  """``tl_jax.nnx``: the Flax NNX face (``tl_jax.train.nnx``), imported on first use."""
+  if name == "nnx":
+    from tl_jax.train import nnx
+    return nnx
+  raise AttributeError(f"module 'tl_jax' has no attribute {name!r}")
