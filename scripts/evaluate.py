@@ -42,6 +42,7 @@ _TTA = flags.DEFINE_enum("tta", "none", list(tta.MODES), "Test-time augmentation
                          "(five_crop/ten_crop need the larger picture: scripts/predict.py on image files).")
 _WISE_FT = flags.DEFINE_bool("wise_ft", False, "Interpolate the backbone between the pretrained start and the "
                              "checkpoint (alpha 0..1, head kept); accuracy per alpha on val and test.")
+_ALPHAS = flags.DEFINE_list("alphas", [str(a) for a in wise_ft.ALPHAS], "--wise_ft: the alphas evaluated.")
 _VERBOSE = flags.DEFINE_bool("verbose", False, "Print the full traceback of a failure.")
 _WEIGHTS = flags.DEFINE_enum("weights", None, ["raw", "ema"],
                              "raw: the trained weights; ema: their moving average (runs with train.ema_decay). "
@@ -54,7 +55,8 @@ def main(argv):
   std_logging.getLogger("tl_jax").setLevel(std_logging.INFO)
   with errors.report_failure(os.path.join(_WORKDIR.value, "eval", "error.log"), _VERBOSE.value):
     if _WISE_FT.value:
-      w = wise_ft.wise_ft(_WORKDIR.value, _CHECKPOINT.value, weights=_WEIGHTS.value)
+      w = wise_ft.wise_ft(_WORKDIR.value, _CHECKPOINT.value, [float(a) for a in _ALPHAS.value],
+                          weights=_WEIGHTS.value)
       for i, a in enumerate(w["alphas"]):
         print(f"  alpha {a:.2f}: val accuracy {w['val']['accuracy'][i]:.4f}  "
               f"test accuracy {w['test']['accuracy'][i]:.4f}")
