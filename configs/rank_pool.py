@@ -4,7 +4,7 @@ r"""Does a transferability score predict fine-tuned accuracy? Eight source model
       --cifar10 ../shared/data/cifar10_subset_train.npz
 
 The pool of issue 28 item 4(c), built from what is available offline, the same eight candidates
-for each target dataset (digits and the CIFAR-10 subset, both at 64 px):
+for each target dataset (digits and the CIFAR-10 subset, both at 32 px: what fits a 2-core CPU):
 
 * ``lite0/1/2_imagenet``: EfficientNet-Lite0/1/2 with their real ImageNet weights;
 * ``lite0_random``: Lite0 at its seeded random initialisation (a run of length 0);
@@ -24,7 +24,7 @@ import ml_collections
 
 from configs import finetune_lite, scratch_cifar10
 
-IMAGE_SIZE = 64
+IMAGE_SIZE = 32
 TARGET_EPOCHS = {"digits": 3, "cifar10": 1}  # configs/finetune_lite.py's: ~105 and ~115 steps of 32
 SCRATCH_EPOCHS = {"cifar10": (1, 2, 5), "digits": (2, 5, 12)}  # short, medium, long
 SOURCE_FILE = "{root}/sources/{name}.msgpack"
