@@ -94,3 +94,25 @@ def digits_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("digits_run") / "run")
   summary = trainer.train_and_evaluate(cfg, workdir)
   return workdir, cfg, summary
+
+
+@pytest.fixture
+def server():
+  """A loopback HTTP server (tests/loopback.py): ``server.routes``, ``server.app``, ``server.hits``."""
+  import loopback
+
+  srv = loopback.start()
+  yield srv
+  loopback.stop(srv)
+
+
+@pytest.fixture
+def hub(server, tmp_path, monkeypatch):
+  """``server`` as the Hugging Face hub: ``HF_ENDPOINT`` points at it, an empty hub cache, no token."""
+  from huggingface_hub import constants
+
+  monkeypatch.setenv("HF_ENDPOINT", server.url)
+  monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+  monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+  monkeypatch.delenv("HF_TOKEN", raising=False)
+  return server

@@ -1,4 +1,5 @@
-"""Weights fetched on first use, against a loopback HTTP server the tests start.
+"""Weights fetched on first use, against a loopback HTTP server the tests start
+(``server`` and ``hub`` fixtures, tests/conftest.py).
 
 Every failure path of ``tl_jax.weights.download``: wrong bytes, a transfer cut
 mid-body, 404 and 403, offline, a mirror, a corrupted cached file; and the hub
@@ -8,12 +9,10 @@ path (huggingface_hub with ``HF_ENDPOINT`` pointing at the same server).
 import dataclasses
 import glob
 import hashlib
-import http.server
 import importlib.util
 import logging
 import os
 import re
-import threading
 
 import numpy as np
 import pytest
@@ -24,43 +23,6 @@ from tl_jax.weights import download
 BLOB = bytes(range(256)) * 64  # 16 KiB stand-in for a weight file
 SHA = hashlib.sha256(BLOB).hexdigest()
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-  """Serves ``server.routes``: path -> (status, body, headers, cut)."""
-
-  def _reply(self, body: bool) -> None:
-    self.server.hits.append((self.command, self.path))
-    status, data, headers, cut = self.server.routes.get(self.path, (404, b"not here", {}, False))
-    self.send_response(status)
-    self.send_header("Content-Length", str(len(data)))
-    for k, v in headers.items():
-      self.send_header(k, v)
-    self.end_headers()
-    if body:
-      # A cut transfer: half the promised bytes, then the connection closes.
-      self.wfile.write(data[: len(data) // 2] if cut else data)
-
-  def do_GET(self):
-    self._reply(body=True)
-
-  def do_HEAD(self):
-    self._reply(body=False)
-
-  def log_message(self, *args):
-    pass
-
-
-@pytest.fixture
-def server():
-  srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-  srv.routes, srv.hits = {}, []
-  srv.url = f"http://127.0.0.1:{srv.server_address[1]}"
-  thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
-  thread.start()
-  yield srv
-  srv.shutdown()
-  srv.server_close()
 
 
 @pytest.fixture(autouse=True)
@@ -190,22 +152,14 @@ def test_checksums_are_the_published_ones():
 
 
 # The hub path: huggingface_hub itself, its endpoint (HF_ENDPOINT) a loopback server.
+# (The ``server`` and ``hub`` fixtures: tests/conftest.py, tests/loopback.py.)
+
 
 def _serve_hub(server, body, sha=SHA, repo="timm/tiny.tv_in1k", filename="model.safetensors"):
   headers = {"X-Repo-Commit": COMMIT, "X-Linked-Etag": f'"{sha}"', "X-Linked-Size": str(len(body)),
              "ETag": f'"{sha}"'}
   for rev in ("main", COMMIT):
     _serve(server, f"/{repo}/resolve/{rev}/{filename}", body=body, headers=headers)
-
-
-@pytest.fixture
-def hub(server, tmp_path, monkeypatch):
-  from huggingface_hub import constants
-
-  monkeypatch.setenv("HF_ENDPOINT", server.url)
-  monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-  monkeypatch.delenv("HF_TOKEN", raising=False)
-  return server
 
 
 def test_hub_file_downloads_and_verifies(hub, tmp_path):

@@ -2,6 +2,7 @@
 
 ``from_workdir(W)`` predicts the run's classes at its ``data.image_size``, each file
 resized as the run's evaluation does (``data.resize``: the center crop of ``data.stream``, or squash);
+``from_hub("owner/name")`` the same for a run pushed to the Hugging Face hub (``hub``);
 ``from_pretrained(name)`` the 1000 ImageNet classes, named by ``imagenet_classes()``
 (shipped with the package), with the published preprocessing of its weights
 (``models.preprocessing``: size, resize, crop, interpolation).
@@ -84,6 +85,16 @@ def from_workdir(workdir: str, which: str | int = "best", weights: str | None = 
   t = temperature.load(workdir, run.step, weights)
   predictor = from_run(run, weights, t or 1.0)
   return dataclasses.replace(predictor, source=f"{workdir} {predictor.source}")
+
+
+def from_hub(repo_id: str, revision: str | None = None) -> Predictor:
+  """A run pushed to the Hugging Face hub (``hub.push``) as a predictor of its classes, fed as the
+  run's evaluation fed its images; downloaded once into huggingface_hub's cache (``hub.pull``)."""
+  from tl_jax.evaluate import hub  # imports the trainer: only this constructor needs it
+
+  predictor = from_run(hub.pull(repo_id, revision))
+  return dataclasses.replace(predictor, source=f"hf://{repo_id}{'@' + revision if revision else ''} "
+                                               f"{predictor.source}")
 
 
 def from_pretrained(name: str, *, path: str | None = None, source: str | None = None) -> Predictor:

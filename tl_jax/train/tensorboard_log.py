@@ -20,7 +20,9 @@ installed. Tags:
   val/confusion_matrix        the confusion matrix as an image, at each evaluation
   test_final/..., test_best/...  the same for the closing test evaluations
 
-Only the process that ``enabled`` writes (process 0 in multi-host runs).
+Only the process that ``enabled`` writes (process 0 in multi-host runs). Every scalar goes
+through ``_scalars``, which also sends it to Weights & Biases when the run logs there
+(``log.wandb``: ``tl_jax.train.wandb_log``).
 """
 
 import io
@@ -48,10 +50,12 @@ class MetricsWriter:
     start_step: the step a (resumed) run starts from, its checkpoint's step;
       TensorBoard drops the events an interrupted earlier attempt wrote past it.
     batch_size: global batch size, for images/s.
+    wandb: a ``wandb_log.Run`` that gets the same scalars (None: TensorBoard only); finished by ``close``.
   """
 
-  def __init__(self, workdir: str, *, enabled: bool = True, start_step: int = 0, batch_size: int = 0):
-    self._batch_size = batch_size
+  def __init__(self, workdir: str, *, enabled: bool = True, start_step: int = 0, batch_size: int = 0,
+               wandb=None):
+    self._batch_size, self._wandb = batch_size, wandb
     self._last_step, self._clock, self._first = start_step, time.time(), True
     self._events = None
     if enabled:
@@ -71,6 +75,8 @@ class MetricsWriter:
     summary = summary_pb2.Summary(value=[summary_pb2.Summary.Value(tag=k, simple_value=float(v))
                                          for k, v in values.items()])
     self._events.add_event(self._event_pb2.Event(step=step, wall_time=time.time(), summary=summary))
+    if self._wandb is not None:
+      self._wandb.log(step, values)
 
   def _image(self, step: int, tag: str, png: bytes) -> None:
     from tensorboard.compat.proto import summary_pb2
@@ -134,3 +140,6 @@ class MetricsWriter:
   def close(self) -> None:
     if self._events is not None:
       self._events.close()
+    if self._wandb is not None:
+      self._wandb.finish()
+      self._wandb = None

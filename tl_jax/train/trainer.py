@@ -42,6 +42,7 @@ from tl_jax.train import (
   preemption,
   steps,
   tensorboard_log,
+  wandb_log,
   window as window_lib,
   workdir as workdir_lib,
   workdir_lock,
@@ -240,8 +241,10 @@ def _train(run: _Run, state):
       run.dataset.splits["train"], tcfg.batch_size, config.seed, start,
       loading=data_lib.pipeline.Loading(**config.data.get("loading", {}))), run.mesh)  # on the devices 2 steps ahead
   rng = sharding.replicate(jax.random.key(config.seed), run.mesh)
+  # TensorBoard, and W&B with the same scalars when log.wandb is on (process 0 only).
+  wandb = wandb_log.start(run.workdir, config.get("log"), config.to_dict()) if run.main_process else None
   run.writer = tensorboard_log.MetricsWriter(run.workdir, enabled=run.main_process, start_step=start,
-                                             batch_size=tcfg.batch_size)
+                                             batch_size=tcfg.batch_size, wandb=wandb)
   # Step metrics since the last evaluation, on device; a checkpoint saved without one restored its own.
   window: list[dict[str, jax.Array]] = run.window
   window_start = start - len(window)  # the step of window[0]

@@ -321,7 +321,9 @@ def load_pretrained(name: str, *, path: str | None = None, source: str | None = 
   Args:
     name: a model name, e.g. ``efficientnet_lite0`` or ``resnet50``.
     path: the weight file (.pth/.pt, .safetensors, Keras .h5, or a converted
-      .msgpack); default: the file an installed package ships, or the source's
+      .msgpack), or ``hf://owner/name[@revision]``: the weights of a tl_jax run
+      pushed to the hub (``tl_jax.evaluate.hub``, in tl_jax's layout); default:
+      the file an installed package ships, or the source's
       file in ``weights_dir()``, downloaded and verified on first use
       (``weights.download``: ``$TL_JAX_OFFLINE``, ``$TL_JAX_WEIGHTS_MIRROR``).
     source: the key layout (``torchvision``, ``timm``, ``keras``,
@@ -335,7 +337,9 @@ def load_pretrained(name: str, *, path: str | None = None, source: str | None = 
   """
   if name not in models.REGISTRY:
     raise ValueError(f"Unknown model {name!r}; known models: {', '.join(models.names())}.")
-  if path and os.path.exists(path) and formats.kind(path) == "converted":
+  if path and path.startswith(download.HF_SCHEME):
+    path = download.fetch_hf(path, "model.safetensors")
+  if path and os.path.exists(path) and formats.is_converted(path):
     return formats.read_converted(path, name)
   file = weight_file(name, source, path)
   return convert(name, file, source)

@@ -7,7 +7,9 @@ place: a cut transfer or a wrong file never carries the trusted name. Hugging
 Face hub files go through ``huggingface_hub`` into its own cache (so
 ``HF_HUB_OFFLINE``, ``HF_ENDPOINT``, ``HF_TOKEN`` and ``HF_HUB_CACHE`` work as
 for timm), and their bytes are checked against the hub's SHA-256 of the LFS
-object, which the cache also uses as the blob's name.
+object, which the cache also uses as the blob's name. ``hf://owner/name[@revision]``
+names a tl_jax run pushed to the hub (``tl_jax.evaluate.hub``): ``fetch_hf`` gets one
+of its files.
 
 Environment:
   TL_JAX_OFFLINE=1: never download; a missing file raises the error that names
@@ -28,6 +30,7 @@ import filelock
 log = logging.getLogger(__name__)
 
 OFFLINE = "TL_JAX_OFFLINE"
+HF_SCHEME = "hf://"
 MIRROR = "TL_JAX_WEIGHTS_MIRROR"
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Why a server refused: what to do about it.
@@ -163,10 +166,26 @@ def verify_hub_file(path: str, expected: str | None = None) -> bool:
   return file_hash(path) == expected
 
 
-def fetch_hub(repo_id: str, filename: str, hint: str) -> str:
+def parse_hf(uri: str) -> tuple[str, str | None]:
+  """``hf://owner/name[@revision]`` -> ``(repo_id, revision or None)``."""
+  repo, _, revision = uri.removeprefix(HF_SCHEME).partition("@")
+  if not uri.startswith(HF_SCHEME) or repo.count("/") != 1 or not all(repo.split("/")):
+    raise ValueError(f"{uri!r}: expected {HF_SCHEME}owner/name or {HF_SCHEME}owner/name@revision.")
+  return repo, revision or None
+
+
+def fetch_hf(uri: str, filename: str) -> str:
+  """File ``filename`` of the repo ``uri`` names (``parse_hf``), verified (``fetch_hub``)."""
+  repo, revision = parse_hf(uri)
+  return fetch_hub(repo, filename, f"({uri}: a tl_jax run pushed with tl_jax.evaluate.hub.push)",
+                   revision=revision)
+
+
+def fetch_hub(repo_id: str, filename: str, hint: str, *, revision: str | None = None, verify: bool = True) -> str:
   """A hub file in the huggingface_hub cache, downloaded if missing and verified by its SHA-256.
 
-  A cached copy that fails the check is deleted and downloaded again.
+  A cached copy that fails the check is deleted and downloaded again. ``verify=False`` for small
+  files the hub keeps in git rather than LFS (no SHA-256 published: its download checks the length).
   """
   import huggingface_hub
   from huggingface_hub import errors
@@ -174,7 +193,7 @@ def fetch_hub(repo_id: str, filename: str, hint: str) -> str:
   def download(force: bool = False) -> str:
     try:
       return huggingface_hub.hf_hub_download(
-          repo_id, filename, force_download=force, local_files_only=offline(),
+          repo_id, filename, revision=revision, force_download=force, local_files_only=offline(),
           endpoint=os.environ.get("HF_ENDPOINT") or None)  # read now, not when the hub was imported
     except errors.LocalEntryNotFoundError as e:  # offline, or the hub unreachable
       raise DownloadError(f"{hint} (not in the hub cache and not downloadable: {e})") from None
@@ -187,7 +206,7 @@ def fetch_hub(repo_id: str, filename: str, hint: str) -> str:
                           f"limits, or HF_ENDPOINT for a hub mirror. {hint}\n{e}") from None
 
   path = download()
-  if verify_hub_file(path):
+  if not verify or verify_hub_file(path):
     return path
   log.warning("%s (%s/%s) fails its SHA-256 check: not using it, downloading it again.",
               path, repo_id, filename)

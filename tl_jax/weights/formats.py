@@ -1,10 +1,12 @@
-"""Weight files by extension: PyTorch, safetensors, Keras .h5, numpy .npz (BiT), and tl_jax's converted msgpack.
+"""Weight files by extension: PyTorch, safetensors, Keras .h5, numpy .npz (BiT), and tl_jax's converted files.
 
-A converted file (``scripts/convert_weights.py``) holds the already-mapped
-``{'params/...': array}`` dict plus the model and source it was made for, so
-training reads it directly instead of converting again.
+A converted file holds the already-mapped ``{'params/...': array}`` dict plus the model and source
+it was made for, so training reads it directly instead of converting again: a ``.msgpack``
+(``scripts/convert_weights.py``), or a ``.safetensors`` whose metadata has a ``tl_jax`` entry (a run
+pushed to the Hugging Face hub, ``tl_jax.evaluate.hub``; ``safetensors_bytes`` writes one).
 """
 
+import json
 import os
 
 import flax.serialization
@@ -13,6 +15,9 @@ import numpy as np
 from tl_jax.weights import h5, pth
 
 CONVERTED_SUFFIX = ".msgpack"
+# The metadata entry of a safetensors file in tl_jax's path layout: JSON of its model, source, ...
+# One entry: safetensors writes several in no fixed order, and the same weights should be the same bytes.
+TL_JAX_KEY = "tl_jax"
 SUFFIXES = {
     ".pth": "pytorch", ".pt": "pytorch", ".bin": "pytorch", ".safetensors": "safetensors",
     ".h5": "keras", ".hdf5": "keras", ".npz": "npz", CONVERTED_SUFFIX: "converted",
@@ -26,6 +31,30 @@ def kind(path: str) -> str:
     raise ValueError(f"Unknown weight file type {suffix!r} ({path}); supported: "
                      f"{', '.join(sorted(SUFFIXES))}.")
   return SUFFIXES[suffix]
+
+
+def safetensors_info(path: str) -> dict | None:
+  """What a tl_jax-layout ``.safetensors`` file says of itself (model, source, ...); None for other files."""
+  from safetensors import safe_open
+
+  with safe_open(path, "np") as f:
+    entry = (f.metadata() or {}).get(TL_JAX_KEY)
+  return None if entry is None else json.loads(entry)
+
+
+def is_converted(path: str) -> bool:
+  """Whether ``path`` holds weights already in tl_jax's layout (a converted file)."""
+  k = kind(path)
+  return k == "converted" or (k == "safetensors" and safetensors_info(path) is not None)
+
+
+def safetensors_bytes(loaded: dict[str, np.ndarray], *, model: str, source: str, **info) -> bytes:
+  """Mapped weights as a tl_jax-layout ``.safetensors`` file's bytes; ``info`` (JSON values) joins what
+  it says of itself (``safetensors_info``). The same weights and info give the same bytes."""
+  from safetensors.numpy import save
+
+  entry = json.dumps({"model": model, "source": source, **info}, sort_keys=True)
+  return save({k: np.ascontiguousarray(v) for k, v in loaded.items()}, metadata={TL_JAX_KEY: entry})
 
 
 def read_safetensors(path: str) -> dict[str, np.ndarray]:
@@ -67,7 +96,13 @@ def write_converted(path: str, loaded: dict[str, np.ndarray], *, model: str, sou
 
 
 def read_converted(path: str, model: str) -> dict[str, np.ndarray]:
-  """Reads a converted file, refusing one made for another architecture."""
+  """Reads a converted file (``is_converted``), refusing one made for another architecture."""
+  if kind(path) == "safetensors":
+    meta = safetensors_info(path) or {}
+    if meta.get("model") != model:
+      raise ValueError(f"{path!r} holds weights for {meta.get('model')!r} (source {meta.get('source')!r}), "
+                       f"not {model!r}: set model.name={meta.get('model')!r}.")
+    return read_safetensors(path)
   with open(path, "rb") as f:
     blob = flax.serialization.msgpack_restore(f.read())
   if not isinstance(blob, dict) or "weights" not in blob:
