@@ -234,7 +234,8 @@ def bench_tl_jax_native(case: Case) -> dict[str, float]:
 def bench_tl_jax_nnx(case: Case) -> dict[str, float]:
   """The ``tl_jax`` model, groups and optimizer through the Flax NNX face (``tl_jax.train.nnx``:
   the Linen->NNX bridge, ``nnx.jit``, ``nnx.Optimizer``): what the bridge costs, a column beside
-  ``tl_jax`` like ``tl_jax_native``, not a peer."""
+  ``tl_jax`` like ``tl_jax_native``, not a peer. Steps through ``nnx.cached_partial`` (Flax's remedy
+  for NNX's per-call Python overhead, measured by scripts/benchmark_nnx_overhead.py)."""
   from flax import nnx
 
   from tl_jax.train import nnx as tl_nnx
@@ -248,10 +249,12 @@ def bench_tl_jax_nnx(case: Case) -> dict[str, float]:
   rng = np.random.default_rng(0)
   batch = {"image": jnp.asarray(rng.integers(0, 256, (case.batch, case.size, case.size, 3), dtype=np.uint8)),
            "label": jnp.asarray(rng.integers(0, CLASSES, (case.batch,), dtype=np.int32))}
-  train = nnx.jit(functools.partial(tl_nnx.train_step, trainable=tl_nnx.trainable(groups)), donate_argnums=(0, 1))
-  forward = nnx.jit(lambda m, x: m(x)[0])
-  return {"train_s": timed(lambda: train(model, opt, batch)["loss"].block_until_ready(), case.repeats),
-          "forward_s": timed(lambda: forward(model, batch["image"]).block_until_ready(), case.repeats)}
+  # nnx.cached_partial: the graph walk of model and optimizer once, not per call (docs/nnx.md).
+  train = nnx.cached_partial(nnx.jit(functools.partial(tl_nnx.train_step, trainable=tl_nnx.trainable(groups)),
+                                     donate_argnums=(0, 1)), model, opt)
+  forward = nnx.cached_partial(nnx.jit(lambda m, x: m(x)[0]), model)
+  return {"train_s": timed(lambda: train(batch)["loss"].block_until_ready(), case.repeats),
+          "forward_s": timed(lambda: forward(batch["image"]).block_until_ready(), case.repeats)}
 
 
 FRAMEWORKS = {

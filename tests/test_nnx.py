@@ -15,24 +15,30 @@ import orbax.checkpoint as ocp
 import pytest
 
 from tl_jax import models, partition
+from tl_jax.freezing import inspect_groups
 from tl_jax.train import nnx as tl_nnx
 
 SIZE = 32
 # One per family: torchvision ResNet, the inverted-residual family (TF "same" padding), VGG with BatchNorm.
 FAMILIES = ("resnet18", "efficientnet_lite0", "vgg11_bn")
+# The other families (tl_jax/models/*.py), each by its smallest registry model, at the smallest input
+# it takes: Inception and Xception reduce 32 px to nothing (tests/test_layer_impl.py's IMAGE_SIZE).
+OTHER_FAMILIES = (("densenet121", 32), ("convnext_tiny", 32), ("regnet_y_400mf", 32),
+                  ("bit_m_r50x1", 32),  # BiT: GroupNorm + weight standardisation, no batch_stats
+                  ("inception_v3", 75), ("keras_xception", 75))
 # As tests/test_freezing.py: XLA's HLO passes in full, without CPU machine-code optimisation.
 FAST_COMPILE = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
 
 
-def _batch(seed: int = 0, n: int = 8) -> dict[str, np.ndarray]:
+def _batch(seed: int = 0, n: int = 8, size: int = SIZE) -> dict[str, np.ndarray]:
   rng = np.random.default_rng(seed)
-  return {"image": rng.integers(0, 256, (n, SIZE, SIZE, 3), dtype=np.uint8),
+  return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
           "label": rng.integers(0, 10, n).astype(np.int32)}
 
 
-def _random_variables(linen_model, seed: int = 0) -> dict:
+def _random_variables(linen_model, seed: int = 0, size: int = SIZE) -> dict:
   """Variables of ``linen_model``'s shapes: kernels ~ N(0, 1/fan_in), BatchNorm near identity."""
-  shapes = jax.eval_shape(linen_model.init, jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3), jnp.uint8))
+  shapes = jax.eval_shape(linen_model.init, jax.random.key(0), jnp.zeros((1, size, size, 3), jnp.uint8))
   rng, out = np.random.default_rng(seed), {}
   for path, s in partition.flatten(shapes).items():
     name = path.rsplit("/", 1)[1]
@@ -100,6 +106,21 @@ def test_logits_and_statistics_match_linen(name):
   assert not np.allclose(got[path], partition.flatten(variables["batch_stats"])[path])
 
 
+@pytest.mark.slow  # 166 s on 2 loaded cores (densenet121 44 s): six forward passes, each compiled twice
+@pytest.mark.parametrize("name, size", OTHER_FAMILIES)
+def test_eval_logits_match_linen_in_every_other_family(name, size):
+  """The same random variables in both faces: the same eval-mode logits (atol 1e-5 of their scale)."""
+  linen_model = models.create(name, 10, dropout_rate=0.0)
+  variables = _random_variables(linen_model, size=size)
+  model = tl_nnx.from_linen(linen_model, variables, image_size=size)
+  assert partition.flatten(tl_nnx.linen_variables(model)).keys() == partition.flatten(variables).keys()
+  x = _batch(n=4, size=size)["image"]
+  logits = _fast(lambda m, x: m(x)[0], model)(x)
+  expected = _fast(lambda v, x: linen_model.apply(v, x)[0])(variables, x)
+  assert np.all(np.isfinite(expected)) and np.std(expected) > 1e-3  # features are not all zero
+  np.testing.assert_allclose(logits, expected, rtol=0, atol=1e-5 * max(1.0, float(np.abs(expected).max())))
+
+
 def test_running_bn_in_training_is_linens_frozen_bn():
   """bn="running": train mode normalises with the running statistics and leaves them alone, as the
   Linen classifier with every layer in ``frozen_bn``."""
@@ -118,6 +139,31 @@ def test_running_bn_in_training_is_linens_frozen_bn():
   _fast(lambda m, x: m(x, train=True)[0], model)(x)
   assert not np.array_equal(partition.flatten(tl_nnx.linen_variables(model))["batch_stats/backbone/stem/bn/mean"],
                             partition.flatten(variables)["batch_stats/backbone/stem/bn/mean"])
+
+
+def test_nnx_jit_and_cached_partial_calls_update_the_models_own_statistics():
+  """Train mode keeps the model's Variable objects (the bridge alone swaps in new BatchStat ones,
+  leaving ``nnx.cached_partial``'s cache on donated arrays): donating ``nnx.jit`` and
+  ``cached_partial`` calls, interleaved, update one set of statistics, as Linen does in 4 steps."""
+  linen_model, variables = _linen("resnet18")
+  model = tl_nnx.from_linen(linen_model, jax.tree.map(jnp.array, variables), image_size=SIZE)  # a copy to donate
+  ids = lambda: {p: id(v) for p, v in nnx.graph.iter_graph(model) if isinstance(v, nnx.Variable)}
+  before = ids()
+  forward = nnx.jit(lambda m, x: m(x, train=True)[0], donate_argnums=0)
+  cached = nnx.cached_partial(forward, model)
+  images = [_batch(i)["image"] for i in range(4)]
+  for i, x in enumerate(images):
+    logits = forward(model, x) if i % 2 == 0 else cached(x)
+  assert ids() == before
+  linen_step = _fast(lambda v, x: linen_model.apply(v, x, train=True, mutable=["batch_stats"]))
+  for x in images:
+    (expected, _), updates = linen_step(variables, x)
+    variables = {"params": variables["params"], **updates}
+  # nnx.jit compiles at full optimisation, the reference with FAST_COMPILE: float32 noise ~2e-5.
+  np.testing.assert_allclose(logits, expected, atol=1e-4)
+  got, want = (partition.flatten(v["batch_stats"]) for v in (tl_nnx.linen_variables(model), variables))
+  for path in want:
+    np.testing.assert_allclose(got[path], want[path], atol=1e-4, err_msg=path)
 
 
 def test_labels_tree_drives_an_optax_multi_transform_in_nnx_optimizer():
@@ -161,6 +207,27 @@ def test_frozen_backbone_steps_are_bit_identical_and_compile_once():
   # Frozen groups hold no optimizer state: Adam's two moments cover the trained parameters only.
   size = sum(int(v.size) for p, v in before.items() if p.startswith(("params/head/", "params/backbone/stage4/")))
   assert 2 * size <= partition.count(nnx.to_pure_dict(nnx.state(opt, nnx.OptState))) <= 2 * size + 16
+
+
+def test_inspect_gives_the_linen_inspectors_table(quickstart_config):
+  """``tl_nnx.inspect`` on the NNX model and its groups: the rows and the printed table of
+  ``inspect_groups.inspect`` (scripts/inspect_groups.py) for the Linen config with the same rules."""
+  cfg = quickstart_config
+  cfg.unlock()
+  cfg.model.name, cfg.data.image_size = "efficientnet_lite0", SIZE
+  cfg.param_groups = dict(  # every column varies: lr_mult x layer decay, frozen, batch / running / train_affine
+      rules=(("head/.*", "head"), ("backbone/(stage7|top)/.*", "top"), ("backbone/stem/.*", "frozen"),
+             (".*", "backbone")),
+      top=dict(lr_mult=0.5, bn="batch"), backbone=dict(lr_mult=0.1, bn="running"), frozen=dict(bn="train_affine"),
+      layer_decay=0.8)
+  linen_table = inspect_groups.inspect(cfg, num_classes=10)
+  _, _, model = _pair("efficientnet_lite0")
+  table = tl_nnx.inspect(model, tl_nnx.param_groups(model, cfg.param_groups))
+  assert table == linen_table
+  assert inspect_groups.format_table(table) == inspect_groups.format_table(linen_table)
+  assert inspect_groups.to_json(table) == inspect_groups.to_json(linen_table)
+  assert {r.bn for r in table} == {"-", "batch", "running", "train_affine"} and {r.trainable for r in table} == {
+      True, False}
 
 
 def _convolutions(jitted, *args) -> int:

@@ -10,7 +10,10 @@
 - ``guard``: the divergence guard (NaN/Inf losses).
 - ``checkpoint``: verified Orbax checkpoints (``Checkpoints``); ``workdir``: what a run's folder
   holds (config, class names, metrics records); ``workdir_lock``: one writer per workdir.
-- ``tensorboard_log``: TensorBoard events; ``ema``: weight averages.
+- ``tensorboard_log``: TensorBoard events (and through them ``wandb_log``: the same scalars to Weights &
+  Biases, ``log.wandb``); ``ema``: weight averages.
 - ``feature_cache``: training the head on cached backbone features when that changes nothing.
 - ``config_checks``: a config's errors found before anything runs.
+- ``nnx``: every model as a Flax NNX module (``create``), its parameter groups, ``nnx.Optimizer``
+  and steps.
 """

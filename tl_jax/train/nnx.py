@@ -16,13 +16,15 @@ does), whose variables sit at tl_jax's public paths (``backbone/stage3/block2/ex
   optimizer = tl_nnx.optimizer(model, dict(name="adam", lr=1e-3, schedule="constant"), groups, 100)
   step = nnx.jit(functools.partial(tl_nnx.train_step, trainable=tl_nnx.trainable(groups)))
   metrics = step(model, optimizer, {"image": images, "label": labels})
+  # or nnx.cached_partial(step, model, optimizer)(batch): no per-call graph walk (docs/nnx.md)
 
 The parameter groups are ``freezing.optim.ParamGroups`` (the same ``(regex, label)`` rules,
 presets and per-label settings as ``config.param_groups``) and the optimizer is
 ``freezing.optim.make_optimizer``'s ``optax.multi_transform``: frozen groups get
 ``optax.set_to_zero``. ``train_step`` differentiates only the trainable parameters
 (``nnx.DiffState`` with ``trainable``'s filter), so a frozen backbone costs no backward compute.
-``labels`` gives the label tree for an ``optax.multi_transform`` of one's own.
+``labels`` gives the label tree for an ``optax.multi_transform`` of one's own; ``inspect``
+the parameter-group table of ``scripts/inspect_groups.py`` (``freezing.inspect_groups``).
 ``linen_variables`` / ``load_linen_variables`` convert to and from the Linen
 ``{'params', 'batch_stats'}`` dict (what Orbax checkpoints of either side hold).
 """
@@ -31,14 +33,15 @@ from collections.abc import Callable, Mapping
 import dataclasses
 from typing import Any
 
-from flax import nnx
+from flax import nnx, traverse_util
 from flax.nnx import bridge
 import jax
 import jax.numpy as jnp
 import optax
 
 from tl_jax import models, partition, weights
-from tl_jax.freezing import optim
+from tl_jax.freezing import inspect_groups, optim
+from tl_jax.freezing.plan import Plan
 from tl_jax.train import steps
 
 BN_MODES = ("batch", "running", "train_affine")
@@ -55,7 +58,22 @@ class Classifier(bridge.ToNNX):
   """
 
   def __call__(self, images, train: bool = False, **kwargs):
-    return super().__call__(images, train=train, mutable=["batch_stats"] if train else False, **kwargs)
+    if not train:
+      return super().__call__(images, train=False, mutable=False, **kwargs)
+    # The bridge stores the updated statistics as new BatchStat objects; put the new values into the
+    # old ones and those back, so that every holder of the model's Variables sees the update
+    # (``nnx.cached_partial`` caches them: else it would read replaced, possibly donated, arrays).
+    before = {k: v for k, v in vars(self).items() if not k.startswith(("to_nnx__", "_pytree__"))}
+    old = {p: v for p, v in traverse_util.flatten_dict(before).items() if isinstance(v, nnx.BatchStat)}
+    out = super().__call__(images, train=True, mutable=["batch_stats"], **kwargs)
+    if old and not self._pytree__state.initializing:
+      new = traverse_util.flatten_dict({k: getattr(self, k) for k in before})
+      for path, variable in old.items():
+        if new[path] is not variable:
+          variable.value = new[path].value
+      for k, v in before.items():
+        setattr(self, k, nnx.data(v))
+    return out
 
 
 def _path(keys) -> str:
@@ -172,6 +190,15 @@ def param_groups(model: nnx.Module, cfg: Mapping[str, Any]) -> optim.ParamGroups
   ``model``'s parameter paths: ``optim.ParamGroups.from_config``, the Linen trainer's own."""
   variables = linen_variables(model)
   return optim.ParamGroups.from_config(variables["params"], cfg, batch_stats=variables.get("batch_stats"))
+
+
+def inspect(model: nnx.Module, groups: optim.ParamGroups) -> list[inspect_groups.Row]:
+  """The parameter-group table of ``model`` under ``groups`` (path, shape, size, group, trainable,
+  effective lr multiplier, BatchNorm mode; input to head): ``inspect_groups.rows`` on
+  ``linen_variables(model)``, so the rows (and ``inspect_groups.format_table`` /
+  ``to_json`` of them) are the Linen inspector's for the same model and rules."""
+  plan = Plan(starts=(0,), groups=(groups,), bn_layers=bn_layers(model))
+  return inspect_groups.rows(linen_variables(model)["params"], plan)
 
 
 def labels(model: nnx.Module, rules: "optim.ParamGroups | partition.Rules") -> nnx.State:
