@@ -1,7 +1,12 @@
 r"""Does a transferability score predict fine-tuned accuracy? Eight source models per target.
 
-  python scripts/rank_study.py pool --workdir runs/rank_pool \
-      --cifar10 ../shared/data/cifar10_subset_train.npz
+``scripts/rank_study.py pool --workdir runs/rank_pool`` runs (or reads back) these four sweeps,
+then scores every start and writes the rank agreement; each sweep also runs alone:
+
+  python scripts/compare.py --config configs/rank_pool.py:sources_cifar10 --workdir runs/rank_pool/sources_cifar10
+  python scripts/compare.py --config configs/rank_pool.py:sources_digits --workdir runs/rank_pool/sources_digits
+  python scripts/compare.py --config configs/rank_pool.py:digits,runs/rank_pool --workdir runs/rank_pool/digits
+  python scripts/compare.py --config configs/rank_pool.py:cifar10,runs/rank_pool --workdir runs/rank_pool/cifar10
 
 The pool of issue 28 item 4(c), built from what is available offline, the same eight candidates
 for each target dataset (digits and the CIFAR-10 subset, both at 32 px: what fits a 2-core CPU):
@@ -70,7 +75,10 @@ def candidates(target: str, root: str) -> dict[str, tuple[str, str]]:
 
 
 def get_config(arg: str = "digits,runs/rank_pool") -> ml_collections.ConfigDict:
-  """``arg``: ``<target>,<root>``: the eight candidates fine-tuned on ``target`` (digits or cifar10)."""
+  """``arg``: ``<target>,<root>``: the eight candidates fine-tuned on ``target`` (digits or cifar10);
+  ``sources_<dataset>``: the four source runs trained on ``dataset`` (``sources``)."""
+  if arg.startswith("sources_"):
+    return sources(arg.removeprefix("sources_"))
   target, root = (arg.split(",") + ["runs/rank_pool"])[:2]
   c = _base(target, TARGET_EPOCHS[target])
   recipe = dict(finetune_lite.TRIALS[finetune_lite.CHOSEN], data=dict(image_size=IMAGE_SIZE))

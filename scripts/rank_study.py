@@ -16,6 +16,9 @@ Every part resumes: finished probe fits and runs are read back.
 
 import csv
 import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))  # the repository's configs/ (not installed)
 
 import jax
 import numpy as np
@@ -32,6 +35,7 @@ from tl_jax.weights import formats
 _PART = flags.DEFINE_enum("part", None, ["stages", "pool", "fewshot"], "Which part (or the first argument).")
 _DATASET = flags.DEFINE_enum("dataset", "digits", ["digits", "cifar10"], "stages/fewshot: the dataset.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Where the sweeps and tables go.", required=True)
+_MODELS = flags.DEFINE_list("models", [], "stages/fewshot: only these of the config's models (default: all).")
 _CUT_POINTS = flags.DEFINE_string("cut_points", "docs/results/cut_points_digits.csv",
                                   "stages on digits: the fine-tune per cut point table (configs/cut_points.py).")
 AGREEMENT = rank_check.FIELDS
@@ -43,12 +47,22 @@ def _print(path: str) -> None:
     print(f.read())
 
 
-def stages(dataset: str, workdir: str) -> None:
+def _config(dataset: str):
   config = rank_stages.get_config(dataset)
+  if _MODELS.value:
+    config.unlock()
+    config.probe.models = tuple(_MODELS.value)
+    config.lock()
+  return config
+
+
+def stages(dataset: str, workdir: str) -> None:
+  config = _config(dataset)
   rows = rank_check.stage_rows(config, probe_sweep.sweep(config, workdir))
   rank_check.write(rows, f"{workdir}/scores_stages.csv", SCORES, title=config.probe.title)
-  agree = rank_check.agreement(rows, label="all 3 models' cut points")
-  for name in config.probe.models:
+  models = config.probe.models
+  agree = rank_check.agreement(rows, label=f"all {len(models)} models' cut points") if len(models) > 1 else []
+  for name in models:
     agree += rank_check.agreement([r for r in rows if r["model"] == name], label=f"{name} cut points")
   if dataset == "digits" and os.path.exists(_CUT_POINTS.value):  # (b): fine-tuned, frozen up to the cut point
     with open(_CUT_POINTS.value) as f:
@@ -62,7 +76,7 @@ def stages(dataset: str, workdir: str) -> None:
 
 
 def fewshot_part(dataset: str, workdir: str) -> None:
-  config = rank_stages.get_config(dataset)
+  config = _config(dataset)
   rows = []
   for name in config.probe.models:
     feats = probe_sweep.cached_features(config, name)

@@ -130,6 +130,8 @@ def _check_command(argv: list[str], extras: set[str]) -> None:
   assert not _missing_paths(args), f"{argv}: no such path {_missing_paths(args)}"
   if program == "python" and args[:1] == ["-c"]:
     compile(args[1], "<python -c>", "exec")
+  elif program == "python" and args[:2] == ["-m", "tl_jax"] or program == "tl-jax":
+    doc_commands.parse_script(argv)  # the installed command: its flags, --config NAME a packaged config
   elif program == "python" and args[:1] == ["-m"]:
     assert args[1] in ("pytest", "mkdocs"), argv
   elif program == "python":

@@ -3,6 +3,10 @@
 The package is laid out by the jobs people come for; data flows down this list, never up
 (``tests/test_layout.py`` checks it):
 
+- ``cli/``: the command line, ``tl-jax train|evaluate|predict|inspect|compare|rank|export`` (``main``);
+  ``python -m tl_jax`` and ``scripts/`` run the same modules.
+- ``configs/``: the configs a user starts from, shipped (``quickstart``, ``linear_probe_digits``,
+  ``compare_digits``, ``bit_hyperrule``, ``finetune_modern``); ``--config NAME`` finds them.
 - ``studies/``: research built on runs (``compare`` sweeps, the linear ``probe`` and its sweeps).
 - ``evaluate/``: checkpoints evaluated after the fact (``evaluation``) and ``predict``.
 - ``train/``: ``train_and_evaluate`` (``trainer``), the pure steps, checkpoints, the workdir, logging.
