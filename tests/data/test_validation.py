@@ -118,4 +118,7 @@ def test_unknown_override_is_one_line_with_the_closest_keys():
   assert config_checks.unknown_override(["x", "--config.optim.lr=1"], "configs/quickstart.py") is None
   out = subprocess.run([sys.executable, "scripts/train.py", "--config.train.ema_rate=0.99", "--workdir=/nonexistent"],
                        cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ROOT})
-  assert out.returncode == 2 and out.stderr.strip().splitlines() == [f"error: {message}"]
+  from tl_jax import configs  # no --config: the packaged quickstart, named by its file
+  default = config_checks.unknown_override(argv[::2], configs.path("quickstart"))
+  assert default.startswith("Unknown config key 'train.ema_rate'") and configs.path("quickstart") in default
+  assert out.returncode == 2 and out.stderr.strip().splitlines() == [f"error: {default}"]
