@@ -23,11 +23,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import jax
 import numpy as np
 from absl import app, flags, logging
-from flax import traverse_util
 
 from configs import rank_pool, rank_stages
 from tl_jax import data as data_lib
-from tl_jax import models
+from tl_jax import models, partition
 from tl_jax.evaluate import evaluation
 from tl_jax.studies import compare, fewshot, probe_sweep, rank_check
 from tl_jax.weights import formats
@@ -92,8 +91,7 @@ def fewshot_part(dataset: str, workdir: str) -> None:
 def write_source(workdir: str, out: str) -> None:
   """The best checkpoint of the run in ``workdir`` as a weight file (its head kept)."""
   restored = evaluation.restore(workdir, "best")
-  flat = traverse_util.flatten_dict({"params": restored.state.params, "batch_stats": restored.state.batch_stats},
-                                    sep="/")
+  flat = partition.flatten({"params": restored.state.params, "batch_stats": restored.state.batch_stats})
   formats.write_converted(out, jax.device_get(flat), model=restored.config.model.name, source="tl_jax_run")
 
 
@@ -101,7 +99,7 @@ def write_random(name: str, out: str, seed: int = 0) -> None:
   """Model ``name``'s seeded random initialisation (ImageNet's 1,000-class head shape) as a weight file."""
   model = models.create(name, 1000)
   variables = jax.jit(model.init)(jax.random.key(seed), np.zeros((1, 64, 64, 3), np.uint8))
-  formats.write_converted(out, jax.device_get(traverse_util.flatten_dict(dict(variables), sep="/")), model=name,
+  formats.write_converted(out, jax.device_get(partition.flatten(dict(variables))), model=name,
                           source="random")
 
 
