@@ -109,6 +109,39 @@ def test_paired_tests_pair_runs_on_the_same_images_only(tmp_path):
   assert "not separated" in (tmp_path / "paired.md").read_text()
 
 
+def test_paired_tests_pool_seeds_as_each_images_fraction_right(tmp_path):
+  labels = np.arange(100) % 4
+
+  def run(name, seed, wrong):
+    pred = labels.copy()
+    pred[wrong] = (pred[wrong] + 1) % 4
+    os.makedirs(tmp_path / f"{name}{seed}", exist_ok=True)
+    np.savez(tmp_path / f"{name}{seed}" / "predictions.npz", labels=labels, pred=pred)
+    return {"strategy": name, "images_per_class": 10, "seed": seed,
+            "predictions": str(tmp_path / f"{name}{seed}" / "predictions.npz")}
+  # A misses 0, 1 or 2 images per seed; B misses 10, 10, 13: A ahead by 10 points on average.
+  rows = [run("a", 0, []), run("a", 1, [0]), run("a", 2, [0, 1]),
+          run("b", 0, np.arange(10)), run("b", 1, np.arange(10, 20)), run("b", 2, np.arange(20, 33))]
+  pairs = compare.paired_tests(rows)
+  assert [p["seed"] for p in pairs] == [0, 1, 2, "mean"]
+  mean = pairs[-1]
+  assert (mean["a"], mean["b"]) == ("a", "b") and np.isnan(mean["mcnemar_p"])
+  assert mean["difference"] == pytest.approx(np.mean([p["difference"] for p in pairs[:3]]))
+  assert mean["a_accuracy"] == pytest.approx(1 - 3 / 300) and mean["separated"]
+  # The bootstrap of each image's fraction of seeds right, by hand (same resampling seed).
+  frac_a = np.ones(100)
+  frac_a[0], frac_a[1] = 1 / 3, 2 / 3
+  frac_b = np.ones(100)
+  frac_b[:33] -= 1 / 3
+  assert (mean["difference_low"], mean["difference_high"]) == pytest.approx(
+      intervals.paired_bootstrap(frac_a, frac_b)[1:])
+  # Seed spread kept apart: the pooled interval is narrower than any one seed's.
+  assert mean["difference_high"] - mean["difference_low"] < min(
+      p["difference_high"] - p["difference_low"] for p in pairs[:3])
+  compare.write_paired(pairs, str(tmp_path))
+  assert "| 10 | mean | a | b | +10.0 |" in (tmp_path / "paired.md").read_text()
+
+
 def test_compare_seeds_repeat_small_sizes_and_report_mean_std(tmp_path, load_config, monkeypatch):
   # The bookkeeping only: each "run" reports an accuracy made of its seed and size.
   calls = []

@@ -156,3 +156,14 @@ def test_probe_table_carries_intervals(tmp_path):
   probe_sweep.write_results(rows, str(tmp_path))
   low, high = intervals.wilson(310, 500)  # the mean, 0.62, over the 500 test images
   assert f"| 62.0 ± 2.8 [{100 * low:.1f}, {100 * high:.1f}] |" in (tmp_path / "probe_results.md").read_text()
+
+
+def test_paired_bootstrap_takes_fractions_of_seeds_and_rejects_other_values():
+  # Booleans and their 0/1 fractions give the same interval; a value outside [0, 1] is no correctness.
+  rng = np.random.default_rng(3)
+  a, b = rng.random(300) < 0.8, rng.random(300) < 0.7
+  assert intervals.paired_bootstrap(a, b) == intervals.paired_bootstrap(a * 1.0, b * 1.0)
+  with pytest.raises(ValueError, match=r"fractions of seeds in \[0, 1\]"):
+    intervals.paired_bootstrap(a * 2.0, b)
+  table = intervals.paired_table({"a": (np.zeros(300), a * 0.5), "b": (np.zeros(300), b * 1.0)})
+  assert np.isnan(table[0]["mcnemar_p"])  # McNemar needs one run per model

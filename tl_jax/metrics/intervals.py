@@ -56,6 +56,13 @@ def _paired(a_correct, b_correct) -> tuple[np.ndarray, np.ndarray]:
   return a, b
 
 
+def _fractions(correct) -> np.ndarray:
+  c = np.asarray(correct, np.float64).ravel()
+  if c.size and (c.min() < 0 or c.max() > 1):
+    raise ValueError("per-image correctness must be booleans or fractions of seeds in [0, 1]")
+  return c
+
+
 def mcnemar_exact(a_correct, b_correct) -> float:
   """McNemar's exact test (two-sided) that A and B have the same accuracy on these test images.
 
@@ -85,7 +92,8 @@ def paired_bootstrap(a_correct, b_correct, n: int = 2000, seed: int = 0,
   so the pairing is kept) and takes the difference of the two accuracies.
 
   Args:
-    a_correct, b_correct: boolean arrays, per test image, whether A / B predicted it right.
+    a_correct, b_correct: per test image, whether A / B predicted it right (booleans), or the
+      fraction of A's / B's seeds that did (the seed-averaged difference over the same images).
     n: number of bootstrap replicates.
     seed: seed of the resampling (the same seed gives the same interval).
     confidence: two-sided coverage of the interval.
@@ -94,11 +102,12 @@ def paired_bootstrap(a_correct, b_correct, n: int = 2000, seed: int = 0,
     ``(difference, low, high)``: the observed accuracy difference and its percentile interval.
     An interval that contains 0 means A and B are not separated.
   """
-  a, b = _paired(a_correct, b_correct)
+  a, b = _fractions(a_correct), _fractions(b_correct)
+  _paired(a, b)  # same shape, not empty
   if n <= 0:
     raise ValueError(f"paired_bootstrap needs n > 0 replicates, got {n}")
   _z(confidence)
-  diff = a.astype(np.float64) - b.astype(np.float64)
+  diff = a - b
   rng = np.random.default_rng(seed)
   replicates = np.empty(n)
   # Chunks keep the index array small on large test sets.
@@ -115,7 +124,9 @@ def paired_bootstrap(a_correct, b_correct, n: int = 2000, seed: int = 0,
 def paired_table(runs: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:
   """Every pair of ``runs`` (``{name: (labels, correct)}``, per test image) tested on the same images
   (equal labels): ``{a, b, a_accuracy, b_accuracy, difference, difference_low, difference_high,
-  mcnemar_p, separated, test_images}`` with A - B's paired-bootstrap 95% interval and McNemar's p."""
+  mcnemar_p, separated, test_images}`` with A - B's paired-bootstrap 95% interval and McNemar's p.
+  ``correct`` may be the fraction of several seeds right per image (seeds pooled): the interval is
+  then that of the seed-averaged difference, and ``mcnemar_p`` NaN (McNemar needs one run each)."""
   out, names = [], list(runs)
   for i, a in enumerate(names):
     for b in names[i + 1:]:
@@ -125,9 +136,15 @@ def paired_table(runs: dict[str, tuple[np.ndarray, np.ndarray]]) -> list[dict]:
       diff, low, high = paired_bootstrap(ca, cb)
       out.append({"a": a, "b": b, "a_accuracy": float(np.mean(ca)), "b_accuracy": float(np.mean(cb)),
                   "difference": diff, "difference_low": low, "difference_high": high,
-                  "mcnemar_p": mcnemar_exact(ca, cb), "separated": bool(low > 0 or high < 0),
+                  "mcnemar_p": (mcnemar_exact(ca, cb) if _is_binary(ca) and _is_binary(cb)
+                                else float("nan")), "separated": bool(low > 0 or high < 0),
                   "test_images": int(np.size(ca))})
   return out
+
+
+def _is_binary(correct) -> bool:
+  c = np.asarray(correct)
+  return c.dtype == bool or bool(np.all((c == 0) | (c == 1)))
 
 
 def seed_spread(values) -> tuple[float, float]:

@@ -289,15 +289,30 @@ PAIRED_FIELDS = ("images_per_class", "seed", "a", "b", "a_accuracy", "b_accuracy
 
 def paired_tests(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
   """Every pair of runs on the same test images (same size and seed): A - B with its paired-bootstrap
-  95% interval and McNemar's exact p. Runs without ``predictions.npz`` (older runs) are left out."""
-  out = []
+  95% interval and McNemar's exact p. Runs without ``predictions.npz`` (older runs) are left out.
+
+  Where a size has several seeds, one more row per pair (seed ``"mean"``): the seed-averaged
+  difference, its interval from the bootstrap over test images of each image's fraction of seeds
+  right (the seed spread is in results.md), when both strategies have every seed on the same images."""
+  out, per_seed = [], {}
   for key in dict.fromkeys((r["images_per_class"], r["seed"]) for r in rows):
     runs = {}
     for r in rows:
       if (r["images_per_class"], r["seed"]) == key and os.path.exists(r.get("predictions", "")):
         with np.load(r["predictions"]) as f:
           runs[r["strategy"]] = (f["labels"], f["pred"] == f["labels"])
+    per_seed[key] = runs
     out += [{"images_per_class": key[0], "seed": key[1], **p} for p in intervals.paired_table(runs)]
+  for size in dict.fromkeys(s for s, _ in per_seed):
+    seeds = [runs for (s, _), runs in per_seed.items() if s == size]
+    if len(seeds) < 2:
+      continue
+    pooled = {}
+    for name in (n for n in seeds[0] if all(n in runs for runs in seeds)):
+      labels = seeds[0][name][0]
+      if all(np.array_equal(runs[name][0], labels) for runs in seeds):
+        pooled[name] = (labels, np.mean([runs[name][1] for runs in seeds], axis=0))
+    out += [{"images_per_class": size, "seed": "mean", **p} for p in intervals.paired_table(pooled)]
   return out
 
 
@@ -308,11 +323,13 @@ def write_paired(pairs: list[dict[str, Any]], workdir: str) -> None:
   write_csv(pairs, os.path.join(workdir, "paired.csv"), PAIRED_FIELDS)
   lines = ["| size/class | seed | A | B | A − B (points) | 95% interval | McNemar p | |", "|---" * 8 + "|"]
   lines += [f"| {p['images_per_class']} | {p['seed']} | {p['a']} | {p['b']} | {100 * p['difference']:+.1f} | "
-            f"[{100 * p['difference_low']:+.1f}, {100 * p['difference_high']:+.1f}] | {p['mcnemar_p']:.3g} | "
+            f"[{100 * p['difference_low']:+.1f}, {100 * p['difference_high']:+.1f}] | "
+            f"{'—' if np.isnan(p['mcnemar_p']) else format(p['mcnemar_p'], '.3g')} | "
             f"{'separated' if p['separated'] else 'not separated'} |" for p in pairs]
   lines.append(f"\nPaired over the same {pairs[0]['test_images']} test images: the difference's 95% paired-"
                "bootstrap interval (2,000 resamples) and McNemar's exact test; \"not separated\": the "
-               "interval contains 0, so the data do not tell A and B apart.")
+               "interval contains 0, so the data do not tell A and B apart. Seed \"mean\": the seeds' average "
+               "difference, bootstrapped over images from each image's fraction of seeds right (no McNemar).")
   with open(os.path.join(workdir, "paired.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
 
