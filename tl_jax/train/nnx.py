@@ -70,7 +70,7 @@ class Classifier(bridge.ToNNX):
       new = traverse_util.flatten_dict({k: getattr(self, k) for k in before})
       for path, variable in old.items():
         if new[path] is not variable:
-          variable.value = new[path].value
+          variable.set_value(new[path].get_value())
       for k, v in before.items():
         setattr(self, k, nnx.data(v))
     return out
