@@ -1,12 +1,15 @@
 r"""ConvNeXt-T forward + backward on CPU with its 7x7 depthwise convolutions routed vs native.
 
   PYTHONPATH=. python scripts/benchmark_depthwise.py [--batch 16] [--size 64] [--repeats 5]
+  PYTHONPATH=. python scripts/benchmark_depthwise.py --parts   # compile time of one layer's parts
 
 Times ``jax.value_and_grad`` of a loss of the logits w.r.t. every parameter
 under ``layers.impl("cpu_routed")`` (depthwise as shifted sums, the CPU
 default) and ``layers.impl("native")`` (XLA's grouped convolution), twice
 each, interleaved; prints the median and minimum of ``--repeats`` calls after
 the first (compiling) one, and the load average (other processes share the CPU).
+``--parts``: the compile time of one 5x5 depthwise layer (batch 2, 16x16x32) routed, by part
+(forward, input gradient, kernel gradient), beside XLA's native grouped convolution.
 """
 
 import argparse
@@ -19,7 +22,29 @@ import jax.numpy as jnp
 import numpy as np
 
 from tl_jax import models
-from tl_jax.models import layers
+from tl_jax.models import cpu_kernels, layers
+
+
+def parts() -> None:
+  """Compile seconds of a routed 5x5 depthwise layer's parts and of the native convolution's VJP."""
+  x = g = jnp.ones((2, 16, 16, 32))
+  w = jnp.ones((5, 5, 1, 32))
+  native = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
+      x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=32)
+  fns = {
+      "routed forward": (lambda x, w, g: cpu_kernels.depthwise_shifted(x, w, 1)),
+      "routed input gradient": (lambda x, w, g: jax.vjp(lambda x: cpu_kernels.depthwise_shifted(x, w, 1), x)[1](g)[0]),
+      "routed kernel gradient": (lambda x, w, g: cpu_kernels._depthwise_kernel_grad(x, g, 5, 1, "SAME")),
+      "routed value and both gradients": (lambda x, w, g: jax.vjp(
+          lambda x, w: cpu_kernels.depthwise_shifted(x, w, 1), x, w)[1](g)),
+      "native value and both gradients": (lambda x, w, g: jax.vjp(native, x, w)[1](g)),
+  }
+  for name, fn in fns.items():
+    lowered = jax.jit(fn).lower(x, w, g)
+    t0 = time.perf_counter()
+    lowered.compile()
+    print(f"{name:<32} compile {time.perf_counter() - t0:.2f} s, {len(lowered.as_text().splitlines())} "
+          f"HLO lines; load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def main() -> None:
@@ -28,14 +53,18 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--size", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--parts", action="store_true", help="compile time of one layer's parts")
   args = parser.parse_args()
+  if args.parts:
+    return parts()
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype(np.float32))
   model = models.create(args.model, 10)
-  params = jax.jit(model.init)(jax.random.key(0), x[:1])["params"]
+  variables = jax.jit(model.init)(jax.random.key(0), x[:1])
+  params = variables["params"]
 
-  def loss(params, x):
-    logits, _ = model.apply({"params": params}, x)
+  def loss(params, x):  # BatchNorm (where there is one) on its running statistics
+    logits, _ = model.apply({**variables, "params": params}, x)
     return jnp.mean(logits ** 2)
 
   for impl in ("cpu_routed", "native") * 2:
