@@ -181,11 +181,20 @@ def plot_vs_imagenet(rows, top1: dict[str, float], workdir: str, probe_results: 
   """accuracy_vs_imagenet_top1.png (Kornblith et al.'s Figure 1): test accuracy of the strategies
   in ``top1`` (strategy -> its model's published ImageNet top-1) against that top-1; with
   ``probe_results`` (a probe sweep's ``probe_results.csv``), the ``pre_logits`` probe of the same
-  models on the same sizes beside the fine-tunes."""
+  models on the same sizes beside the fine-tunes. Bars: ±std over seeds, or a single run's 95%
+  interval (its half-width)."""
   rows = [r for r in rows if r["strategy"] in top1]
   sizes = sorted({r["images_per_class"] for r in rows})
-  series = {f"fine-tune, {s}/class": [(top1[r["strategy"]], r["test_accuracy"], 0.0) for r in rows
-                                      if r["images_per_class"] == s] for s in sizes}
+  cells: dict[tuple, list] = {}
+  for r in rows:  # seeds of one (strategy, size) are one point: their mean, a ±std bar
+    cells.setdefault((r["images_per_class"], r["strategy"]), []).append(r)
+
+  def point(c):
+    acc = [r["test_accuracy"] for r in c]
+    one = c[0].get("test_accuracy_low") is not None and len(c) == 1  # one run: its 95% interval
+    return (top1[c[0]["strategy"]], float(np.mean(acc)),
+            (c[0]["test_accuracy_high"] - c[0]["test_accuracy_low"]) / 2 if one else float(np.std(acc)))
+  series = {f"fine-tune, {s}/class": [point(c) for (size, _), c in cells.items() if size == s] for s in sizes}
   model_top1 = {r["model"]: top1[r["strategy"]] for r in rows}
   if probe_results and os.path.exists(probe_results):
     with open(probe_results) as f:
