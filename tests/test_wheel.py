@@ -28,18 +28,17 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow
 
 
-def _can_build() -> str | None:
-  """Why the wheel cannot be built offline here (no build backend), or None. pip and scikit-image
-  are test dependencies: their absence fails the test instead of skipping it."""
+def _check_build_tools() -> None:
+  """pip, scikit-image and the build backend (setuptools >= 68) are test dependencies: a missing
+  one fails the test with its name instead of skipping it."""
   assert importlib.util.find_spec("pip") is not None, "pip is needed to build and install the wheel"
   assert importlib.util.find_spec("skimage") is not None, "scikit-image (the photo) is a test dependency"
-  if importlib.util.find_spec("setuptools") is None:
-    return "setuptools (the build backend) is not installed; an isolated build would need the registry"
+  assert importlib.util.find_spec("setuptools") is not None, (
+      "setuptools (the build backend, in the test extra) is missing: pip install -e '.[test]'")
   from importlib.metadata import version
 
-  if int(version("setuptools").split(".")[0]) < 68:
-    return f"setuptools {version('setuptools')} < 68 (pyproject.toml's build requirement)"
-  return None
+  assert int(version("setuptools").split(".")[0]) >= 68, (
+      f"setuptools {version('setuptools')} < 68 (pyproject.toml's build requirement): pip install -e '.[test]'")
 
 
 def _run(argv, cwd, **kwargs) -> subprocess.CompletedProcess:
@@ -52,8 +51,7 @@ def _run(argv, cwd, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory):
-  if reason := _can_build():
-    pytest.skip(reason)
+  _check_build_tools()
   tmp = tmp_path_factory.mktemp("wheel")
   src = tmp / "src"
   ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
