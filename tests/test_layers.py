@@ -60,7 +60,9 @@ def test_resnet50_small_maps_avoid_the_swapped_convolution():
                                             (3, 2, 1, "torch", 8)])
 def test_depthwise_bias_and_dilation_match_grouped_nn_conv(impl, k, s, d, pad, size):
   """``DepthwiseConv(use_bias, dilation)`` = ``nn.Conv(C, groups=C, kernel_dilation=d)``, values and gradients."""
-  x = jax.random.normal(jax.random.key(0), (2, size, size, 4))
+  # 6 images: the routed kernel gradient scans over slices of the batch (one image per core, up to
+  # a divisor of the batch), so it sums several slices on any machine.
+  x = jax.random.normal(jax.random.key(0), (6, size, size, 4))
   model = layers.DepthwiseConv(k, s, padding=pad, use_bias=True, dilation=d)
   variables = jax.tree.map(lambda a: a + 0.1, model.init(jax.random.key(1), x))  # a non-zero bias
   assert sorted(variables["params"]) == ["bias", "kernel"]

@@ -16,6 +16,17 @@ import jax.numpy as jnp
 from tl_jax.models.padding import conv_padding
 
 
+def _polyphase(x: jnp.ndarray, window: tuple[int, int], strides: tuple[int, int], pads, dilation: int = 1):
+  """NHWC ``x`` padded and split into its strided phases (space-to-depth), ``(n, h', sh, w', sw, c)``,
+  with the output size ``(oh, ow)`` of the (strided, dilated) window: a tap is then a plain slice."""
+  (kh, kw), (sh, sw), ((top, bottom), (left, right)), d = window, strides, pads, dilation
+  n, h, w, c = x.shape
+  oh, ow = (h + top + bottom - d * (kh - 1) - 1) // sh + 1, (w + left + right - d * (kw - 1) - 1) // sw + 1
+  hp, wp = -(-(h + top + bottom) // sh) * sh, -(-(w + left + right) // sw) * sw
+  x = jnp.pad(x, ((0, 0), (top, hp - h - top), (left, wp - w - left), (0, 0)))
+  return x.reshape(n, hp // sh, sh, wp // sw, sw, c), (oh, ow)
+
+
 def _shifted_taps(x: jnp.ndarray, window: tuple[int, int], strides: tuple[int, int],
                   pads, dilation: int = 1) -> list[jnp.ndarray]:
   """The kh*kw shifted (strided, dilated) views of NHWC ``x`` that a convolution window weighs, row-major.
@@ -23,12 +34,8 @@ def _shifted_taps(x: jnp.ndarray, window: tuple[int, int], strides: tuple[int, i
   Strided taps read a polyphase view (space-to-depth): no strided slice.
   Tap ``i`` of a window dilated by ``d`` sits ``i * d`` pixels in.
   """
-  (kh, kw), (sh, sw), ((top, bottom), (left, right)), d = window, strides, pads, dilation
-  n, h, w, c = x.shape
-  oh, ow = (h + top + bottom - d * (kh - 1) - 1) // sh + 1, (w + left + right - d * (kw - 1) - 1) // sw + 1
-  hp, wp = -(-(h + top + bottom) // sh) * sh, -(-(w + left + right) // sw) * sw
-  x = jnp.pad(x, ((0, 0), (top, hp - h - top), (left, wp - w - left), (0, 0)))
-  x = x.reshape(n, hp // sh, sh, wp // sw, sw, c)
+  (kh, kw), (sh, sw), d = window, strides, dilation
+  x, (oh, ow) = _polyphase(x, window, strides, pads, dilation)
   return [x[:, i * d // sh:i * d // sh + oh, i * d % sh, j * d // sw:j * d // sw + ow, j * d % sw, :]
           for i in range(kh) for j in range(kw)]
 
@@ -68,21 +75,32 @@ def _depthwise_kernel_grad(x, g, k: int, stride: int, padding: str, dilation: in
   """dL/dkernel: per tap, sum over batch and space of tap * g.
 
   Autodiff emits k*k separate reductions, each streaming all of ``x`` and
-  ``g`` from memory (~1 GFLOP/s on the 2-core CPU). A scan over slices of
-  the batch keeps each slice cache-resident across its k*k taps: 3-5x faster
-  on EfficientNet-Lite's layer shapes. A slice of one image per CPU core
-  measured best (2 cores: slices of 2 beat 1, 4 and 8).
+  ``g`` from memory (~1 GFLOP/s on the 2-core CPU), and XLA:CPU compiles
+  each as its own fusion (0.9 s for one 5x5 layer, most of a routed model's
+  compile time). Here a scan over slices of the batch keeps each slice
+  cache-resident, and a loop over the k*k taps inside it reads tap ``t`` as
+  a dynamic slice: one reduction to compile whatever ``k``, and 1.3-2x faster
+  to run than the unrolled taps (BENCHMARKS.md, "Compile time of the routed
+  depthwise convolution"). A slice of one image per CPU core measured best
+  (2 cores: slices of 2 beat 1, 4 and 8).
   """
-  n = x.shape[0]
-  chunk = max(d for d in range(1, min(n, os.cpu_count() or 1) + 1) if n % d == 0)
+  n, c, s, d = x.shape[0], x.shape[-1], stride, dilation
+  chunk = max(b for b in range(1, min(n, os.cpu_count() or 1) + 1) if n % b == 0)
+  pads = depthwise_pads(x.shape, k, s, padding, d)
 
   def body(acc, xg):
-    taps = _depthwise_taps(xg[0], k, stride, padding, dilation)
-    return acc + jnp.stack([jnp.sum(t * xg[1], axis=(0, 1, 2), dtype=jnp.float32) for t in taps]), None
+    xp, (oh, ow) = _polyphase(xg[0], (k, k), (s, s), pads, d)
+
+    def tap(t, acc):
+      i, j = t // k * d, t % k * d
+      v = lax.dynamic_slice(xp, (0, i // s, i % s, j // s, j % s, 0), (chunk, oh, 1, ow, 1, c))
+      return acc.at[t].add(jnp.sum(v.reshape(xg[1].shape) * xg[1], axis=(0, 1, 2), dtype=jnp.float32))
+
+    return lax.fori_loop(0, k * k, tap, acc), None
 
   xs = x.reshape(n // chunk, chunk, *x.shape[1:])
   gs = g.reshape(n // chunk, chunk, *g.shape[1:])
-  acc, _ = lax.scan(body, jnp.zeros((k * k, x.shape[-1]), jnp.float32), (xs, gs))  # f32 also under bf16
+  acc, _ = lax.scan(body, jnp.zeros((k * k, c), jnp.float32), (xs, gs))  # f32 also under bf16
   return acc.reshape(k, k, 1, -1)
 
 
