@@ -50,3 +50,30 @@ def test_training_curves_png(tmp_path, with_val):
 def test_training_curves_without_accuracy(tmp_path):
     recs = [{"step": s, "train_loss": 1.0 / (s + 1)} for s in range(5)]
     assert_valid_png(plot_training_curves(recs, tmp_path / "loss_only.png"))
+
+
+def test_accuracy_vs_data_bars_ticks_and_legend(tmp_path, monkeypatch):
+    """Seeds plot as mean ± std, a single run as its interval; ticks name the sizes; the legend
+    sits beside the axes (inside it hid the 224 px probe's point)."""
+    from tl_jax.metrics import plots
+
+    seen = {}
+
+    def keep(fig, path):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        seen["ticks"] = [t.get_text() for t in ax.get_xticklabels()]
+        seen["bars"] = {c.get_label(): [s[:, 1].tolist() for s in c.lines[2][0].get_segments()]
+                        for c in ax.containers}
+        seen["legend_outside"] = ax.get_legend().get_window_extent().x0 >= ax.get_window_extent().x1
+        return saved(fig, path)
+
+    saved = plots._save
+    monkeypatch.setattr(plots, "_save", keep)
+    rows = ([{"strategy": "full", "images_per_class": 10, "test_accuracy": a} for a in (0.50, 0.54)]
+            + [{"strategy": "full", "images_per_class": 50, "test_accuracy": 0.7,
+                "test_accuracy_low": 0.67, "test_accuracy_high": 0.72}])
+    path = plots.plot_accuracy_vs_data(rows, tmp_path / "p.png", title="a long title " * 8)
+    assert_valid_png(path)
+    assert seen["ticks"] == ["10", "50"] and seen["legend_outside"]
+    np.testing.assert_allclose(seen["bars"]["full"], [[50, 54], [67, 72]])

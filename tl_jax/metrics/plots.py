@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import textwrap
 from typing import Any, Iterable, Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -177,12 +178,16 @@ def plot_accuracy_vs_data(rows: Sequence[Mapping[str, Any]], path, *, title: str
                 else (100 * np.std([r["test_accuracy"] for r in c]),) * 2 for m, c in zip(mean, cells)]
         ax.errorbar(sizes, mean, yerr=np.array(bars).T, marker="o", capsize=3, label=strategy)
     ax.set_xscale("log")
+    every_size = sorted({r["images_per_class"] for r in rows})
+    ax.set_xticks(every_size, [str(n) for n in every_size])  # 10, 50, 200 rather than 10^1 .. 2x10^2
+    ax.minorticks_off()
     ax.set_xlabel("training images per class")
-    ax.set_ylabel("test accuracy (%); bars: 95% interval, or ±std over seeds")
+    ax.set_ylabel("test accuracy (%)")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(title="bars: 95% interval,\nor ±std over seeds", title_fontsize="small", fontsize="small",
+              loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes: never over a point
     if title:
-        ax.set_title(title)
+        ax.set_title(textwrap.fill(title, 60), fontsize="medium")
     return _save(fig, path)
 
 
