@@ -54,3 +54,18 @@ def test_write_gives_csv_and_markdown(tmp_path):
   assert (tmp_path / "agreement.csv").read_text().splitlines()[0] == ",".join(rank_check.FIELDS)
   md = (tmp_path / "agreement.md").read_text()
   assert md.startswith("toy\n") and "| toy | logme | 3 | 1.000 |" in md
+
+
+def test_the_picks_cost_carries_wilson_intervals_and_says_when_it_is_noise():
+  """BENCHMARKS' rank-pool case: the scores' pick at 59.3%, the best start at 62.9%, 1,000 test
+  images each: 95% Wilson [56.2, 62.3] vs [59.9, 65.8], overlapping, so within noise."""
+  rows = [{**r, "test_images": 1000} for r in _rows([3.0, 1.0, 2.0], [0.593, 0.629, 0.40])]
+  (row,) = rank_check.agreement(rows, scores=("logme",))
+  assert (row["top_interval"], row["best_interval"]) == ("[56.2, 62.3]", "[59.9, 65.8]")
+  assert row["pick_cost"] == "3.6 points, within noise"
+  rows[0]["accuracy"] = 0.45  # the pick now far below the best
+  assert rank_check.agreement(rows, scores=("logme",))[0]["pick_cost"] == "17.9 points, separated"
+  rows[1]["logme"] = 9.0  # the score picks the best
+  assert rank_check.agreement(rows, scores=("logme",))[0]["pick_cost"] == "none (the best)"
+  # Without image counts (rows from elsewhere) nothing is claimed.
+  assert "pick_cost" not in rank_check.agreement(_rows([3.0, 1.0, 2.0], [0.593, 0.629, 0.4]), scores=("logme",))[0]
