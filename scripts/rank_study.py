@@ -28,6 +28,7 @@ from configs import rank_pool, rank_stages
 from tl_jax import data as data_lib
 from tl_jax import models, partition
 from tl_jax.evaluate import evaluation
+from tl_jax.metrics import intervals
 from tl_jax.studies import compare, fewshot, probe_sweep, rank_check
 from tl_jax.weights import formats
 
@@ -81,8 +82,9 @@ def fewshot_part(dataset: str, workdir: str) -> None:
     feats = probe_sweep.cached_features(config, name)
     train, test = [(feats[s][0]["pre_logits"], feats[s][1]) for s in ("train", "test")]
     for (shots, l2), (mean, std, n) in fewshot.summary(fewshot.protocol(train, test)).items():
-      rows.append({"model": name, "shots": shots, "l2": l2, "accuracy": mean, "std": std, "seeds": n,
-                   "test_images": len(test[1])})
+      low, high = intervals.wilson_of_accuracy(mean, len(test[1]))  # of the seeds' mean
+      rows.append({"model": name, "shots": shots, "l2": l2, "accuracy": mean, "interval": f"[{low:.3f}, {high:.3f}]",
+                   "std": std, "seeds": n, "test_images": len(test[1])})
   rank_check.write(rows, f"{workdir}/fewshot.csv",
                    title=f"Few-shot linear (big_vision fewshot_lsr), {dataset}, pre_logits at 224 px")
   _print(f"{workdir}/fewshot.md")
