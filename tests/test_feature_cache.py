@@ -247,15 +247,15 @@ def test_accuracy_vs_imagenet_top1_plot_puts_probe_beside_finetune(tmp_path, mon
   assert calls[0] == {"fine-tune, 113/class": [(75.1, 0.9, 0.0), (76.7, 0.91, 0.0)],
                       "linear probe, 113/class": [(75.1, 0.95, 0.0), (76.7, 0.94, 0.0)]}
   assert os.path.getsize(tmp_path / "accuracy_vs_imagenet_top1.png") > 0
-  # Seeds are one point (mean, ±std bar); a single run with an interval gets its half-width.
+  # Seeds are one point (mean, ±std bar); a single run gets its 95% Wilson interval over its test images.
   seeds = [{"strategy": "lite0", "model": "efficientnet_lite0", "images_per_class": 367, "seed": k,
             "test_accuracy": a} for k, a in enumerate((0.90, 0.91, 0.92))]
   single = [{"strategy": "lite1", "model": "efficientnet_lite1", "images_per_class": 367, "seed": 0,
-             "test_accuracy": 0.93, "test_accuracy_low": 0.91, "test_accuracy_high": 0.94}]
+             "test_accuracy": 0.93, "test_images": 1000}]
   compare.plot_vs_imagenet(seeds + single, top1, str(tmp_path))
   ((x0, m0, e0), (x1, m1, e1)), = calls[1].values()
   assert (x0, x1) == (75.1, 76.7) and m0 == pytest.approx(0.91) and e0 == pytest.approx(np.std([0.9, 0.91, 0.92]))
-  assert (m1, e1) == (0.93, pytest.approx(0.015))
+  assert m1 == 0.93 and e1 == pytest.approx((0.9125, 0.9442), abs=1e-4)  # Wilson, 930 of 1,000
 
 
 def test_a_recipe_named_after_its_trial_reuses_the_finished_trial(tmp_path, load_config, monkeypatch):

@@ -153,9 +153,11 @@ def test_probe_table_carries_intervals(tmp_path):
            "best_val_accuracy": a, "wall_s": 1.0, "max_iterations": 5, "converged": True, "sklearn_l2": None,
            "sklearn_test_accuracy": None, "sklearn_wall_s": None, "sklearn_converged": None}
           for s, a in ((0, 0.60), (1, 0.64))]
+  rows.append({**rows[0], "feature": "stage3", "test_accuracy": 0.5})  # one seed: its Wilson interval
   probe_sweep.write_results(rows, str(tmp_path))
   low, high = intervals.wilson(310, 500)  # the mean, 0.62, over the 500 test images
   assert f"| 62.0 ± 2.8 [{100 * low:.1f}, {100 * high:.1f}] |" in (tmp_path / "probe_results.md").read_text()
+  assert (tmp_path / "probe_vs_cut_point.png").stat().st_size > 0  # bars of both kinds drawn
 
 
 def test_paired_bootstrap_takes_fractions_of_seeds_and_rejects_other_values():
@@ -167,3 +169,10 @@ def test_paired_bootstrap_takes_fractions_of_seeds_and_rejects_other_values():
     intervals.paired_bootstrap(a * 2.0, b)
   table = intervals.paired_table({"a": (np.zeros(300), a * 0.5), "b": (np.zeros(300), b * 1.0)})
   assert np.isnan(table[0]["mcnemar_p"])  # McNemar needs one run per model
+
+
+def test_error_bar_is_the_seed_std_or_a_single_runs_wilson_interval():
+  assert intervals.error_bar(0.9, 0.01, seeds=3, test_images=1000) == 0.01
+  assert intervals.error_bar(0.93, 0.0, seeds=1, test_images=1000) == intervals.wilson(930, 1000)
+  assert intervals.error_bar(0.93, test_images="1000") == intervals.wilson(930, 1000)  # CSV text
+  assert intervals.error_bar(0.93) == 0.0  # one run, no image count: nothing to draw

@@ -77,3 +77,21 @@ def test_accuracy_vs_data_bars_ticks_and_legend(tmp_path, monkeypatch):
     assert_valid_png(path)
     assert seen["ticks"] == ["10", "50"] and seen["legend_outside"]
     np.testing.assert_allclose(seen["bars"]["full"], [[50, 54], [67, 72]])
+
+
+def test_accuracy_lines_draw_a_std_or_a_runs_interval(tmp_path, monkeypatch):
+    """The studies' line plots: a ±std bar for seeds, a single run's (low, high) interval as given."""
+    from tl_jax.metrics import plots
+
+    seen = {}
+
+    def keep(fig, path):
+        seen["bars"] = [s[:, 1].tolist() for s in fig.axes[0].containers[0].lines[2][0].get_segments()]
+        return saved(fig, path)
+
+    saved = plots._save
+    monkeypatch.setattr(plots, "_save", keep)
+    path = plots.plot_accuracy_lines({"probe": [(1, 0.8, (0.75, 0.83)), (0, 0.6, 0.02)]}, tmp_path / "l.png",
+                                     xlabel="cut point")
+    assert_valid_png(path)
+    np.testing.assert_allclose(seen["bars"], [[58, 62], [75, 83]])  # sorted by x

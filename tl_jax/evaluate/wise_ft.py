@@ -95,7 +95,8 @@ def wise_ft(workdir: str, which: str | int = "best", alphas: Sequence[float] = A
   out["path"] = os.path.join(folder, "wise_ft.json")
   with open(out["path"], "w") as f:
     json.dump(out, f, indent=1)
-  plots.plot_accuracy_lines({s: [(float(a), acc, 0.0) for a, acc in zip(alphas, out[s]["accuracy"])] for s in splits},
+  plots.plot_accuracy_lines({s: [(float(a), acc, intervals.error_bar(acc, test_images=len(correct[s][0])))
+                                 for a, acc in zip(alphas, out[s]["accuracy"])] for s in splits},
                             os.path.join(folder, "wise_ft.png"), xlabel="alpha (0: pretrained backbone, 1: fine-tuned)",
                             title=f"WiSE-FT, step {run.step}, chosen alpha {out['best_alpha']:g}")
   return out

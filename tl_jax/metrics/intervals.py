@@ -165,6 +165,17 @@ def wilson_of_accuracy(accuracy: float, n: int, confidence: float = 0.95) -> tup
   return wilson(int(round(accuracy * n)), n, confidence)
 
 
+def error_bar(mean: float, std: float | None = None, seeds: int = 1,
+              test_images: int | None = None) -> float | tuple[float, float]:
+  """A plotted accuracy's bar, as ``accuracy_cell`` writes its cell: ±``std`` over several seeds; a
+  single run's 95% Wilson interval over ``test_images`` as ``(low, high)``; else 0 (nothing known)."""
+  if seeds > 1 and std is not None:
+    return float(std)
+  if test_images:
+    return wilson_of_accuracy(mean, int(test_images))
+  return 0.0
+
+
 def accuracy_cell(mean: float, std: float | None = None, test_images: int | None = None, unit: str = "%") -> str:
   """A table cell: ``81.0%``, or ``52.3 ± 1.2%`` with a seed ``std``; with ``test_images``, the 95%
   Wilson interval of the (mean) accuracy after it: ``81.0% [78.4, 83.3]``. ``unit=""`` for tables

@@ -238,10 +238,11 @@ def plot_accuracy_lines(
     xticks: Sequence[tuple[float, str]] = (),
     title: str = "",
 ) -> str:
-    """Test accuracy (mean ± std error bars) against ``x``, one line per series.
+    """Test accuracy with error bars against ``x``, one line per series.
 
     Args:
-        series: label -> ``[(x, mean accuracy, std), ...]`` (accuracies in [0, 1]).
+        series: label -> ``[(x, mean accuracy, bar), ...]`` (accuracies in [0, 1]); ``bar`` is a
+            ±std over seeds or a single run's interval ``(low, high)`` (``intervals.error_bar``).
         path: Output file.
         xlabel: The x axis' label.
         xticks: ``(x, label)`` tick labels (e.g. model names or cut points); default: numbers.
@@ -250,15 +251,16 @@ def plot_accuracy_lines(
     fig = _new_figure((6.5, 4.5))
     ax = fig.add_subplot()
     for label, pts in series.items():
-        pts = sorted(pts)
-        ax.errorbar([p[0] for p in pts], [100 * p[1] for p in pts], yerr=[100 * p[2] for p in pts],
+        pts = sorted(pts, key=lambda p: p[0])
+        bars = [(p[1] - p[2][0], p[2][1] - p[1]) if isinstance(p[2], tuple) else (p[2], p[2]) for p in pts]
+        ax.errorbar([p[0] for p in pts], [100 * p[1] for p in pts], yerr=100 * np.array(bars, float).T,
                     marker="o", capsize=3, label=label)
     if xticks:
         ax.set_xticks([t[0] for t in xticks], [t[1] for t in xticks], rotation=30, ha="right")
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy (%)")
     ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.legend(title="bars: ±std over seeds,\nor one run's 95% interval", title_fontsize="small", fontsize="small")
     if title:
         ax.set_title(title)
     return _save(fig, path)

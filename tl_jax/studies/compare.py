@@ -191,16 +191,18 @@ def plot_vs_imagenet(rows, top1: dict[str, float], workdir: str, probe_results: 
 
   def point(c):
     acc = [r["test_accuracy"] for r in c]
-    one = c[0].get("test_accuracy_low") is not None and len(c) == 1  # one run: its 95% interval
     return (top1[c[0]["strategy"]], float(np.mean(acc)),
-            (c[0]["test_accuracy_high"] - c[0]["test_accuracy_low"]) / 2 if one else float(np.std(acc)))
+            intervals.error_bar(float(np.mean(acc)), float(np.std(acc)), len(c), c[0].get("test_images")))
   series = {f"fine-tune, {s}/class": [point(c) for (size, _), c in cells.items() if size == s] for s in sizes}
   model_top1 = {r["model"]: top1[r["strategy"]] for r in rows}
   if probe_results and os.path.exists(probe_results):
     with open(probe_results) as f:
-      stats = probe_sweep.aggregate([probe_sweep.typed(r) for r in csv.DictReader(f)])
+      probe_rows = [probe_sweep.typed(r) for r in csv.DictReader(f)]
+    stats = probe_sweep.aggregate(probe_rows)
     for s in sizes:
-      series[f"linear probe, {s}/class"] = [(t, *stats[(m, "pre_logits", s)][:2])
+      images = {r["model"]: r.get("test_images") for r in probe_rows}
+      series[f"linear probe, {s}/class"] = [(t, stats[(m, "pre_logits", s)][0],
+                                             intervals.error_bar(*stats[(m, "pre_logits", s)], images.get(m)))
                                             for m, t in model_top1.items() if (m, "pre_logits", s) in stats]
   return plots.plot_accuracy_lines({k: v for k, v in series.items() if v},
                                    os.path.join(workdir, "accuracy_vs_imagenet_top1.png"),
@@ -383,8 +385,10 @@ def write_cut_points(probe_rows: list[dict[str, Any]], rows: list[dict[str, Any]
   lines.append("\n[low, high]: the 95% Wilson interval of the (mean) accuracy over the test images.")
   with open(os.path.join(workdir, "cut_points.md"), "w") as f:
     f.write("\n".join(lines) + "\n")
-  series = {name: [(i, r[key], r["probe_std"] if key.startswith("probe") else 0.0)
-                   for i, r in enumerate(table) if r[key] is not None]
+  bar = {"probe_test_accuracy": lambda r: intervals.error_bar(r["probe_test_accuracy"], r["probe_std"],
+                                                              r["probe_seeds"], n_probe),
+         "finetune_test_accuracy": lambda r: intervals.error_bar(r["finetune_test_accuracy"], test_images=n_ft)}
+  series = {name: [(i, r[key], bar[key](r)) for i, r in enumerate(table) if r[key] is not None]
             for name, key in (("linear probe of the cut point's features", "probe_test_accuracy"),
                               ("fine-tune, frozen up to the cut point", "finetune_test_accuracy"))}
   plots.plot_accuracy_lines({k: v for k, v in series.items() if v}, os.path.join(workdir, "cut_points.png"),

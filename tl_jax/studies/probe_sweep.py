@@ -252,18 +252,20 @@ def write_results(rows: list[dict[str, Any]], workdir: str, title: str = "") -> 
             "over the test images]; then the scikit-learn check\n\n"
             + "\n".join(lines) + "\n")
   label = lambda s, model="": (f"{model} " if model else "") + f"{s}/class"
+  images = {r["model"]: r.get("test_images") for r in rows}
+  bar = lambda m, k, s: intervals.error_bar(*ours[(m, k, s)], images.get(m))  # noqa: E731
   models = list(dict.fromkeys(r["model"] for r in rows))
   top1 = {r["model"]: r["imagenet_top1"] for r in rows}
   if len(models) > 1 and all(top1.values()) and any(r["feature"] == "pre_logits" for r in rows):
-    series = {label(s): [(top1[m], *ours[(m, "pre_logits", s)][:2]) for m in models
+    series = {label(s): [(top1[m], ours[(m, "pre_logits", s)][0], bar(m, "pre_logits", s)) for m in models
                          if (m, "pre_logits", s) in ours] for s in sizes}
     plots.plot_accuracy_lines(series, os.path.join(workdir, "probe_vs_imagenet_top1.png"),
                               xlabel="ImageNet top-1 (%, published)", title=title,
                               xticks=[(top1[m], f"{m.replace('efficientnet_', '')} ({top1[m]})") for m in models])
   features = feature_order(dict.fromkeys(r["feature"] for r in rows))
   if len(features) > 1:
-    series = {label(s, m if len(models) > 1 else ""): [(i, *ours[(m, k, s)][:2]) for i, k in enumerate(features)
-                                                       if (m, k, s) in ours]
+    series = {label(s, m if len(models) > 1 else ""): [(i, ours[(m, k, s)][0], bar(m, k, s))
+                                                       for i, k in enumerate(features) if (m, k, s) in ours]
               for m in models for s in sizes}
     plots.plot_accuracy_lines(series, os.path.join(workdir, "probe_vs_cut_point.png"),
                               xlabel="probed features (pooled output of)", title=title,
