@@ -199,8 +199,8 @@ def plot_vs_imagenet(rows, top1: dict[str, float], workdir: str, probe_results: 
     with open(probe_results) as f:
       probe_rows = [probe_sweep.typed(r) for r in csv.DictReader(f)]
     stats = probe_sweep.aggregate(probe_rows)
+    images = {r["model"]: r.get("test_images") for r in probe_rows}
     for s in sizes:
-      images = {r["model"]: r.get("test_images") for r in probe_rows}
       series[f"linear probe, {s}/class"] = [(t, stats[(m, "pre_logits", s)][0],
                                              intervals.error_bar(*stats[(m, "pre_logits", s)], images.get(m)))
                                             for m, t in model_top1.items() if (m, "pre_logits", s) in stats]
