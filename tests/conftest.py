@@ -8,18 +8,19 @@ import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-# TL_JAX_TEST_JAX_CACHE=1: one persistent JAX compilation cache for the test session, shared by
-# the xdist workers, so that tests building the same tiny programs load them instead of compiling
-# them again (fresh per session: no result depends on an older tree's executables). Off by
-# default: the one full run with it on (2026-12-04, a slower machine than earlier runs) was not
-# faster, and no A/B on one machine has shown a gain yet (BENCHMARKS.md, "Test suite time").
+# One persistent JAX compilation cache for the test session, shared by the xdist workers, so that
+# tests building the same tiny programs load them instead of compiling them again (fresh per
+# session: no result depends on an older tree's executables). On by default: on the tiny-config
+# test files it cut 518 s to 377 s (BENCHMARKS.md, "Where the default run's time goes").
+# TL_JAX_TEST_JAX_CACHE=0 turns it off (e.g. to time compilation itself).
 JAX_CACHE = "TL_JAX_TEST_JAX_CACHE"
 
 
 def pytest_configure(config):
-  if os.environ.get(JAX_CACHE, "0") in ("", "0"):
+  setting = os.environ.get(JAX_CACHE, "1")
+  if setting in ("", "0"):
     return
-  if os.environ[JAX_CACHE] == "1":  # the controller (or a run without xdist): the workers inherit the dir
+  if setting == "1":  # the controller (or a run without xdist): the workers inherit the dir
     os.environ[JAX_CACHE] = tempfile.mkdtemp(prefix="tl_jax_test_jax_cache_")
     config._tl_jax_cache_owner = True
   from tl_jax.train import trainer
