@@ -17,14 +17,18 @@ CASES = [  # input spatial, kernel, stride, padding, cin, cout
     (5, 1, 1, "VALID", 8, 6),          # 1x1 -> dot
     (6, 1, 2, "VALID", 8, 6),          # strided 1x1 projection shortcut
     (7, 3, 1, ((0, 1), (0, 1)), 4, 4),  # TF-style asymmetric padding
-    (8, 3, 1, "SAME", 4, 4),           # the native path
+    (8, 3, 1, "SAME", 4, 4),           # 8x8 output: the native path
+    (10, 3, 1, "SAME", 4, 6),          # 10x10 output: native forward, tap-scan kernel gradient
+    (20, 3, 2, ((1, 1), (1, 1)), 4, 6),  # ... strided (VGG/ResNet downsampling)
+    (19, 3, 2, ((0, 1), (0, 1)), 4, 6),  # ... TF-style asymmetric padding, odd input
+    (24, 7, 2, ((3, 3), (3, 3)), 3, 5),  # ... the ResNet stem at 24 px
 ]
 
 
 @pytest.mark.parametrize("size,k,s,pad,cin,cout", CASES)
 def test_conv_matches_lax_values_and_gradients(size, k, s, pad, cin, cout):
   kx, kw = jax.random.split(jax.random.key(size * 10 + k))
-  x = jax.random.normal(kx, (2, size, size, cin))
+  x = jax.random.normal(kx, (6, size, size, cin))  # 6 images: the kernel-gradient scan takes several slices
   w = jax.random.normal(kw, (k, k, cin, cout)) / (k * np.sqrt(cin))
   dn = ("NHWC", "HWIO", "NHWC")
 
@@ -38,6 +42,16 @@ def test_conv_matches_lax_values_and_gradients(size, k, s, pad, cin, cout):
   np.testing.assert_allclose(got, want, atol=2e-5)
   for g, h in zip(ggot, gwant):
     np.testing.assert_allclose(g, h, atol=2e-5)
+
+
+@pytest.mark.parametrize("size,scans", [(8, False), (10, True)])
+def test_large_map_kxk_kernel_gradient_takes_the_tap_scan(size, scans):
+  """Routed kxk convolutions with outputs over 8x8 take ``conv_tap_grad``'s kernel gradient (a scan)."""
+  x, w = jnp.zeros((4, size, size, 4)), jnp.zeros((3, 3, 4, 4))
+  with layers.impl("cpu_routed"):
+    jaxpr = jax.make_jaxpr(jax.grad(lambda w: layers.conv_general_dilated(
+        x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")).sum()))(w)
+  assert ("scan[" in str(jaxpr)) == scans
 
 
 def test_resnet50_small_maps_avoid_the_swapped_convolution():

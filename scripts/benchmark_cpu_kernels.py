@@ -13,6 +13,7 @@ the first (compiling) one, and the load average (other processes share the CPU).
 """
 
 import argparse
+import contextlib
 import os
 import statistics
 import time
@@ -47,16 +48,67 @@ def parts() -> None:
           f"HLO lines; load {os.getloadavg()[0]:.1f}", flush=True)
 
 
+def _median_ms(f, *args, repeats: int = 5) -> float:
+  jax.block_until_ready(f(*args))
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(f(*args))
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times) * 1e3
+
+
+def kernel_grads(batch: int, repeats: int) -> None:
+  """Median ms (and GFLOP/s) of a kxk convolution's kernel gradient: XLA's vs the tap scan's."""
+  shapes = [  # map, kernel, stride, cin, cout: VGG16 at 64 and 224 px, ResNet-50 at 224 px, stems
+      (64, 3, 1, 64, 64), (32, 3, 1, 128, 128), (16, 3, 1, 256, 256), (8, 3, 1, 512, 512),
+      (224, 3, 1, 3, 64), (56, 3, 1, 64, 64), (28, 3, 1, 128, 128), (14, 3, 1, 256, 256),
+      (7, 3, 1, 512, 512), (224, 7, 2, 3, 64), (112, 3, 2, 64, 64)]
+  for size, k, s, cin, cout in shapes:
+    kx, kw, kg = jax.random.split(jax.random.key(size + k + cin), 3)
+    x, w = jax.random.normal(kx, (batch, size, size, cin)), jax.random.normal(kw, (k, k, cin, cout))
+    pads = ((k // 2, k // 2),) * 2
+    conv = {"xla": lambda x, w: cpu_kernels._native_conv(x, w, (s, s), pads),
+            "tap scan": lambda x, w: cpu_kernels.conv_tap_grad(x, w, (s, s), pads)}
+    g = jax.random.normal(kg, jax.eval_shape(conv["xla"], x, w).shape)
+    gflop = 2 * g.size * k * k * cin / 1e9
+    ms = {name: _median_ms(jax.jit(lambda x, w, g, f=f: jax.vjp(lambda w: f(x, w), w)[1](g)[0]), x, w, g,
+                           repeats=repeats) for name, f in conv.items()}
+    print(f"{batch}x{size}x{size}x{cin} -> {cout}, {k}x{k} stride {s}: " + ", ".join(
+        f"{name} {t:.1f} ms ({gflop / t * 1e3:.0f} GFLOP/s)" for name, t in ms.items())
+        + f", x{ms['xla'] / ms['tap scan']:.2f}; load {os.getloadavg()[0]:.1f}", flush=True)
+
+
+@contextlib.contextmanager
+def _implementation(name: str):
+  """``layers.impl(name)``, or for ``no_kxk_scan`` the routed layers without the kxk kernel-gradient scan."""
+  if name != "no_kxk_scan":
+    with layers.impl(name):
+      yield
+    return
+  keep = layers._NATIVE_KERNEL_GRAD_MAX_MAP
+  layers._NATIVE_KERNEL_GRAD_MAX_MAP = float("inf")
+  try:
+    with layers.impl("cpu_routed"):
+      yield
+  finally:
+    layers._NATIVE_KERNEL_GRAD_MAX_MAP = keep
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--model", default="convnext_tiny")
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--size", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--baseline", default="native", choices=("native", "no_kxk_scan"))
   parser.add_argument("--parts", action="store_true", help="compile time of one layer's parts")
+  parser.add_argument("--kernel-grads", action="store_true", help="kxk kernel gradients per layer shape")
   args = parser.parse_args()
   if args.parts:
     return parts()
+  if args.kernel_grads:
+    return kernel_grads(args.batch, args.repeats)
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.uniform(0, 255, (args.batch, args.size, args.size, 3)).astype(np.float32))
   model = models.create(args.model, 10)
@@ -67,8 +119,8 @@ def main() -> None:
     logits, _ = model.apply({**variables, "params": params}, x)
     return jnp.mean(logits ** 2)
 
-  for impl in ("cpu_routed", "native") * 2:
-    with layers.impl(impl):
+  for impl in ("cpu_routed", args.baseline) * 2:
+    with _implementation(impl):
       f = jax.jit(jax.value_and_grad(loss))
       t0 = time.perf_counter()
       jax.block_until_ready(f(params, x))
