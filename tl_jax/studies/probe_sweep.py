@@ -56,12 +56,8 @@ def backbone_variables(name: str, image_size: int, path: str = "", source: str =
   loaded = weights.load_pretrained(name, path=path or None, source=source or None)
   kernel = loaded.get("params/head/kernel") if head else None
   model = models.create(name, 0 if kernel is None else kernel.shape[-1], layer_impl="auto", source=source or None)
-
-  def init(key, loaded):
-    variables = model.init(key, jnp.zeros((1, image_size, image_size, 3), jnp.uint8))
-    return weights.merge(variables, loaded, dont_load=() if kernel is not None else ("head/.*",))
-
-  return model.apply, jax.jit(init)(jax.random.key(0), loaded)
+  return model.apply, weights.init_variables(model, image_size, jax.random.key(0), loaded,
+                                             dont_load=() if kernel is not None else ("head/.*",))
 
 
 def cached_features(config, name: str, dataset: data_lib.Dataset | None = None,

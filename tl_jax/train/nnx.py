@@ -148,14 +148,7 @@ def create(name: str, num_classes: int, *, pretrained: bool = True, source: str 
   """
   linen_model = models.create(name, num_classes, source=source, **model_kwargs)
   loaded = weights.load_pretrained(name, path=path, source=source) if pretrained else {}
-  x = jax.ShapeDtypeStruct((1, image_size, image_size, 3), jnp.uint8)
-
-  # One jit whose loaded outputs are its inputs (``state.create_state``): XLA drops their random init.
-  def init(key, loaded):
-    variables = linen_model.init(key, jnp.zeros(x.shape, x.dtype))
-    return weights.merge(variables, loaded, dont_load=dont_load) if loaded else variables
-
-  variables = jax.jit(init)(jax.random.key(seed), loaded)
+  variables = weights.init_variables(linen_model, image_size, jax.random.key(seed), loaded, dont_load=dont_load)
   model = from_linen(linen_model, variables, image_size=image_size, seed=seed)
   set_bn(model, bn)
   return model

@@ -37,21 +37,14 @@ def create_state(config, num_classes: int, total_steps: int, *, pretrained: bool
 
   Returns ``(state, groups)`` for phase ``phase`` of ``plan`` (default: the config's).
   """
-  mcfg, size = config.model, config.data.image_size
-  model, images = _model(config, num_classes), jnp.zeros((1, size, size, 3), jnp.uint8)
+  mcfg = config.model
   loaded = {}
   if pretrained and config.init.pretrained:
     loaded = weights.load_pretrained(mcfg.name, path=config.init.path or None,
                                      source=config.init.source or None)
-
-  # One jit (op-by-op init compiles every primitive apart: ~15 s for a ResNet-18
-  # on CPU) whose loaded outputs are its inputs, so XLA drops their random init.
-  def init(key, loaded):
-    variables = model.init(key, images)
-    return weights.merge(variables, loaded, dont_load=config.init.dont_load) if loaded else variables
-
-  return build_state(config, num_classes, jax.jit(init)(jax.random.key(config.seed), loaded), total_steps, phase,
-                     plan)
+  variables = weights.init_variables(_model(config, num_classes), config.data.image_size,
+                                     jax.random.key(config.seed), loaded, dont_load=config.init.dont_load)
+  return build_state(config, num_classes, variables, total_steps, phase, plan)
 
 
 def build_state(config, num_classes: int, variables, total_steps: int, phase: int = 0, plan: Plan | None = None):

@@ -8,7 +8,8 @@ ready for ``merge.merge`` into a freshly initialised model.
 - Tables (source key -> tl_jax path, transform), one module per source or family: ``torchvision``,
   ``timm``, ``keras``, ``efficientnet_lite`` (efficientnet_pytorch layout), ``convnext``, ``regnet``, ``densenet``,
   ``inception``, ``xception``, ``resnetv2`` (BiT); ``mapping`` applies one strictly.
-- ``published``: the ids, URLs and hashes of every (model, source); ``merge``: the strict merge.
+- ``published``: the ids, URLs and hashes of every (model, source); ``merge``: the strict merge, and
+  ``init_variables``: a model's initial variables with loaded weights merged in.
 """
 
 from collections.abc import Callable, Collection
@@ -28,9 +29,9 @@ from tl_jax.weights.published import (BIT, CONVNEXT_KERAS_HASHES, CONVNEXT_TIMM,
                                       REGNET_TORCHVISION, TIMM, TIMM_NAMES, TORCHVISION,
                                       TORCHVISION_FILES)
 from tl_jax.weights.mapping import Table, apply_mapping
-from tl_jax.weights.merge import merge
+from tl_jax.weights.merge import init_variables, merge
 
-__all__ = ["SOURCES", "load_pretrained", "convert", "convert_file", "merge", "apply_mapping",
+__all__ = ["SOURCES", "load_pretrained", "convert", "convert_file", "merge", "init_variables", "apply_mapping",
            "weights_dir"]
 
 
