@@ -1,5 +1,5 @@
 r"""Compile time of a run's initialiser (``weights.init_variables``) at XLA's default and at the
-options it uses on CPU (``weights.CPU_INIT_COMPILER_OPTIONS``), with the values compared bit for bit.
+options it uses on CPU (``weights.merge.CPU_INIT_COMPILER_OPTIONS``), with the values compared bit for bit.
 
   PYTHONPATH=. python scripts/benchmark_init.py [--models efficientnet_lite0:32,efficientnet_lite0:224,resnet50:224]
 

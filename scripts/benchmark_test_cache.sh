@@ -1,9 +1,9 @@
 #!/bin/bash
 # A/B of test-session settings on the test files that train the tiny config in-process. Each arm is
 # one environment assignment; by default the shared JAX compilation cache (tests/conftest.py,
-# TL_JAX_TEST_JAX_CACHE) off, then on. E.g. ARMS="TL_JAX_TEST_JAX_CACHE=0 TL_JAX_TEST_JAX_CACHE=1"
-# to repeat, or ARMS="TL_JAX_TEST_XLA_FLAGS= TL_JAX_TEST_XLA_FLAGS=--xla_llvm_disable_expensive_passes=true"
-# for the tests' XLA flags. The user's ~/.cache/tl_jax/jax_cache (the quickstart config's, used by
+# TL_JAX_TEST_JAX_CACHE) off, then on; e.g. ARMS="TL_JAX_TEST_JAX_CACHE=0 TL_JAX_TEST_JAX_CACHE=1
+# TL_JAX_TEST_JAX_CACHE=0 TL_JAX_TEST_JAX_CACHE=1" to repeat, or ARMS="XLA_FLAGS= XLA_FLAGS=--flag=value"
+# to time an XLA flag (in-process tests; some subprocess tests set their own). The user's ~/.cache/tl_jax/jax_cache (the quickstart config's, used by
 # the CLI tests' subprocesses) is emptied before each arm. Run alone: it times the whole machine.
 #   bash scripts/benchmark_test_cache.sh        (from the repository root; ~15 min on 2 cores)
 set -u
