@@ -163,7 +163,7 @@ def test_native_matches_cpu_routed(name):
 @pytest.mark.slow
 def test_a_wrong_native_path_fails(monkeypatch):
   """The check catches a real error: native depthwise convolutions padded on the wrong side."""
-  monkeypatch.setattr(layers, "_depthwise_pads", lambda shape, k, s, padding, d: [(k - 1, 0)] * 2
+  monkeypatch.setattr(layers, "depthwise_pads", lambda shape, k, s, padding, d: [(k - 1, 0)] * 2
                       if not layers.routed() else [layers.conv_padding(padding, n, d * (k - 1) + 1, s)
                                                    for n in shape[1:3]])
   with pytest.raises(AssertionError, match="differ beyond"):
