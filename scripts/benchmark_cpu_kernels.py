@@ -1,7 +1,9 @@
-r"""ConvNeXt-T forward + backward on CPU with its 7x7 depthwise convolutions routed vs native.
+r"""A model's forward + backward on CPU, routed (the CPU default) vs a baseline; the routed kernels' parts.
 
-  PYTHONPATH=. python scripts/benchmark_depthwise.py [--batch 16] [--size 64] [--repeats 5]
-  PYTHONPATH=. python scripts/benchmark_depthwise.py --parts   # compile time of one layer's parts
+  PYTHONPATH=. python scripts/benchmark_cpu_kernels.py [--model convnext_tiny] [--batch 16] [--size 64]
+      [--repeats 5] [--baseline native|no_kxk_scan|transposed_taps_dx]
+  PYTHONPATH=. python scripts/benchmark_cpu_kernels.py --parts   # compile time of one layer's parts
+  PYTHONPATH=. python scripts/benchmark_cpu_kernels.py --kernel-grads   # kxk kernel gradients per layer
 
 Times ``jax.value_and_grad`` of a loss of the logits w.r.t. every parameter
 under ``layers.impl("cpu_routed")`` (depthwise as shifted sums, the CPU
@@ -79,20 +81,33 @@ def kernel_grads(batch: int, repeats: int) -> None:
         + f", x{ms['xla'] / ms['tap scan']:.2f}; load {os.getloadavg()[0]:.1f}", flush=True)
 
 
+def _transposed_taps_dx(g, kernel, x_shape, stride, padding, dilation=1):
+  """The routed depthwise input gradient before 2026-12-05: autodiff's transpose of the k*k taps."""
+  _, vjp = jax.vjp(lambda x: cpu_kernels._depthwise_sum(x, kernel, stride, padding, dilation),
+                   jnp.zeros(x_shape, g.dtype))
+  return vjp(g)[0]
+
+
+# Baselines that are the routed layers with one rule put back as it was: module attribute -> value.
+_ROUTED_WITH = {"no_kxk_scan": (layers, "_NATIVE_KERNEL_GRAD_MAX_MAP", float("inf")),
+                "transposed_taps_dx": (cpu_kernels, "_depthwise_input_grad", _transposed_taps_dx)}
+
+
 @contextlib.contextmanager
 def _implementation(name: str):
-  """``layers.impl(name)``, or for ``no_kxk_scan`` the routed layers without the kxk kernel-gradient scan."""
-  if name != "no_kxk_scan":
+  """``layers.impl(name)``, or for a ``_ROUTED_WITH`` name the routed layers with that rule swapped."""
+  if name not in _ROUTED_WITH:
     with layers.impl(name):
       yield
     return
-  keep = layers._NATIVE_KERNEL_GRAD_MAX_MAP
-  layers._NATIVE_KERNEL_GRAD_MAX_MAP = float("inf")
+  module, attribute, value = _ROUTED_WITH[name]
+  keep = getattr(module, attribute)
+  setattr(module, attribute, value)
   try:
     with layers.impl("cpu_routed"):
       yield
   finally:
-    layers._NATIVE_KERNEL_GRAD_MAX_MAP = keep
+    setattr(module, attribute, keep)
 
 
 def main() -> None:
@@ -101,7 +116,7 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=16)
   parser.add_argument("--size", type=int, default=64)
   parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--baseline", default="native", choices=("native", "no_kxk_scan"))
+  parser.add_argument("--baseline", default="native", choices=("native", *_ROUTED_WITH))
   parser.add_argument("--parts", action="store_true", help="compile time of one layer's parts")
   parser.add_argument("--kernel-grads", action="store_true", help="kxk kernel gradients per layer shape")
   args = parser.parse_args()
@@ -132,7 +147,7 @@ def main() -> None:
         times.append(time.perf_counter() - t0)
     print(f"{args.model} {impl:<11} batch {args.batch} {args.size} px fwd+bwd: median "
           f"{statistics.median(times) * 1e3:.0f} ms, min {min(times) * 1e3:.0f} ms, first call "
-          f"{first:.0f} s; load {os.getloadavg()[0]:.1f}", flush=True)
+          f"{first:.1f} s; load {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":

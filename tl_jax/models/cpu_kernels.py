@@ -38,6 +38,8 @@ def _shifted_taps(x: jnp.ndarray, window: tuple[int, int], strides: tuple[int, i
   (kh, kw), (sh, sw), d = window, strides, dilation
   x, (oh, ow) = _polyphase(x, window, strides, pads, dilation)
   n, c = x.shape[0], x.shape[-1]
+  if oh <= 0 or ow <= 0:  # the window is larger than the padded input (Inception at 32 px): empty maps
+    return [jnp.zeros((n, max(oh, 0), max(ow, 0), c), x.dtype)] * (kh * kw)
 
   def tap(i, j):
     a, p, b, q = i * d // sh, i * d % sh, j * d // sw, j * d % sw
