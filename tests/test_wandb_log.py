@@ -11,6 +11,7 @@ import json
 import os
 import struct
 import sys
+import time
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -23,8 +24,22 @@ wandb = pytest.importorskip("wandb")
 _BLOCK, _HEADER = 32768, 7  # the log's block size; its record header: crc32, length, type
 
 
-def _records(path):
-  """The ``Record``s of a .wandb file, in order."""
+def _records(path, wait_s=60.0):
+  """The ``Record``s of a .wandb file, in order, once the file holds its closing ``exit`` record.
+
+  ``run.finish()`` may return before wandb's service has written the file out (seen under a loaded
+  CI machine: a resumed run's file without its ``run`` record yet), so an incomplete file is read
+  again for up to ``wait_s`` seconds.
+  """
+  deadline = time.monotonic() + wait_s
+  while True:
+    records = list(_parse(path))
+    if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+      return records
+    time.sleep(0.5)
+
+
+def _parse(path):
   from wandb.proto import wandb_internal_pb2
 
   with open(path, "rb") as f:
@@ -40,6 +55,8 @@ def _records(path):
     if n == 0 and kind == 0:
       pos += left
       continue
+    if pos + _HEADER + n > len(data):  # a record still being written
+      return
     pending += data[pos + _HEADER:pos + _HEADER + n]
     pos += _HEADER + n
     if kind in (1, 4):  # FULL, or the LAST piece of one
