@@ -23,7 +23,14 @@ def abstract_variables(name, num_classes=10, size=32):
   return model, jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3))))
 
 
-@pytest.mark.parametrize("name", models.names())
+def _by_model(params):
+  """``params`` (a name, or a tuple starting with one) grouped by model for pytest-xdist
+  (``--dist loadgroup``): one worker traces a model once for all of its tests."""
+  return [pytest.param(*(p if isinstance(p, tuple) else (p,)),
+                       marks=pytest.mark.xdist_group(p[0] if isinstance(p, tuple) else p)) for p in params]
+
+
+@pytest.mark.parametrize("name", _by_model(models.names()))
 def test_parameter_paths_snapshot(name):
   """Paths are a public API: renames must update tests/snapshots deliberately."""
   model, variables = abstract_variables(name)
@@ -58,7 +65,7 @@ def _table_paths(name, source):
   return [{dst for dst, _ in t.values() if dst} for t in tables]
 
 
-@pytest.mark.parametrize("name, source", sorted(weights.SOURCES))
+@pytest.mark.parametrize("name, source", _by_model(sorted(weights.SOURCES)))
 def test_every_source_table_fills_its_model(name, source):
   """Structure of every (model, source) pair, including those too big for a parity run."""
   _, variables = abstract_variables(name)  # paths do not depend on the number of classes
