@@ -7,13 +7,15 @@ import tempfile
 import numpy as np
 import pytest
 
+import tiny
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # One persistent JAX compilation cache for the test session, shared by the xdist workers, so that
 # tests building the same tiny programs load them instead of compiling them again (fresh per
 # session: no result depends on an older tree's executables). On by default: on the tiny-config
 # test files it cut 518 s to 377 s (BENCHMARKS.md, "Where the default run's time goes").
 # TL_JAX_TEST_JAX_CACHE=0 turns it off (e.g. to time compilation itself).
-JAX_CACHE = "TL_JAX_TEST_JAX_CACHE"
+JAX_CACHE = tiny.JAX_CACHE
 
 
 def pytest_configure(config):
@@ -26,6 +28,27 @@ def pytest_configure(config):
   from tl_jax.train import trainer
 
   trainer.enable_compilation_cache(os.environ[JAX_CACHE])  # before this process compiles anything
+
+
+def pytest_collection_modifyitems(config, items):
+  """Tests that share a fixture built once per module or session (one of tests/'s own, e.g. a
+  trained run) share a pytest-xdist worker (``--dist loadgroup``), so the fixture is built once
+  rather than once per worker: a file whose tests use such a fixture is one group, and files
+  sharing a session fixture (``digits_run``) join one group. An explicit ``xdist_group`` stays."""
+  shared: dict[str, set[str]] = {}  # file -> its tests' shared fixtures ("session:<name>" or the file)
+  for item in items:
+    for defs in item._fixtureinfo.name2fixturedefs.values():
+      fixture = defs[-1]
+      if fixture.scope in ("module", "session") and fixture.baseid.startswith("tests"):
+        key = f"session:{fixture.argname}" if fixture.scope == "session" else item.nodeid.split("::")[0]
+        shared.setdefault(str(item.path), set()).add(key)
+  group = {f: min(keys) for f, keys in shared.items()}
+  for _ in range(len(group)):  # files joined through a session fixture take one name
+    for f, keys in shared.items():
+      group[f] = min([group[f]] + [group[g] for g, other in shared.items() if keys & other])
+  for item in items:
+    if str(item.path) in group and not item.get_closest_marker("xdist_group"):
+      item.add_marker(pytest.mark.xdist_group(group[str(item.path)]))
 
 
 def pytest_unconfigure(config):
@@ -41,6 +64,36 @@ def _random_batch(n: int = 8, size: int = 32, seed: int = 0) -> dict[str, np.nda
   rng = np.random.default_rng(seed)
   return {"image": rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8),
           "label": rng.integers(0, 10, n).astype(np.int32)}
+
+
+@pytest.fixture(scope="module")
+def unrendered_plots():
+  """``tiny.unrendered_plots()`` for a module: ``pytestmark = pytest.mark.usefixtures("unrendered_plots")``
+  in a file whose runs' plots no test looks at (set up before the module's own run fixtures)."""
+  with tiny.unrendered_plots():
+    yield
+
+
+@pytest.fixture(scope="session")
+def shared_tiny_run(tmp_path_factory):
+  """The tiny config's run (tests/tiny_config.py on 256 digits; plots unrendered), trained once
+  per session for the tests that read it: ``(npz, workdir, summary)``. A test that writes into a
+  run (evaluations, a temperature) takes ``tiny_run_copy``."""
+  from tl_jax.train import trainer
+
+  root = tmp_path_factory.mktemp("shared_tiny_run")
+  npz = tiny.write_npz(root / "digits.npz")
+  with tiny.unrendered_plots():
+    summary = trainer.train_and_evaluate(tiny.config(npz), str(root / "run"))
+  return npz, str(root / "run"), summary
+
+
+@pytest.fixture
+def tiny_run_copy(shared_tiny_run, tmp_path):
+  """``shared_tiny_run`` with its workdir copied into the test's ``tmp_path``: ``(npz, workdir, summary)``."""
+  npz, workdir, summary = shared_tiny_run
+  shutil.copytree(workdir, tmp_path / "tiny_run")
+  return npz, str(tmp_path / "tiny_run"), summary
 
 
 @pytest.fixture

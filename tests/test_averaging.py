@@ -12,6 +12,8 @@ import pytest
 
 from tl_jax.evaluate import averaging
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 class _Net(nn.Module):
   """Two BatchNorms of different momenta around a dense layer; the second optionally frozen."""

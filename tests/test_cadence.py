@@ -16,6 +16,8 @@ import tiny
 from tl_jax.errors import InvalidInput
 from tl_jax.train import cadence, checkpoint, config_checks, trainer, workdir as workdir_lib
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 _TIMING = ("elapsed_s", "epoch_s", "input_wait_ms", "train_images_per_s")  # wall-clock fields
 # The tiny run: 4 steps per epoch, 3 epochs. Evaluations at the epoch ends and every 6 steps;
 # checkpoints every 2 steps (odd epochs' middles: 2, 10), keep 2 + best.

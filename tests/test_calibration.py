@@ -110,15 +110,10 @@ def test_reliability_diagram_png(tmp_path):
   assert os.path.getsize(path) > 1000
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  from tests import tiny
-  from tl_jax.train import trainer
-  tmp = tmp_path_factory.mktemp("calibration_run")
-  cfg = tiny.config(tiny.write_npz(tmp / "digits.npz"), **{"train.compilation_cache_dir": ""})
-  workdir = str(tmp / "run")
-  trainer.train_and_evaluate(cfg, workdir)
-  return workdir
+@pytest.fixture
+def tiny_run(tiny_run_copy):
+  """A copy of the session's tiny run (conftest), written into here: its workdir."""
+  return tiny_run_copy[1]
 
 
 def test_reports_have_calibration_and_a_reliability_diagram(tiny_run):

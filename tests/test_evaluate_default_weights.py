@@ -16,6 +16,8 @@ import tiny
 from tl_jax.evaluate import evaluation
 from tl_jax.train import trainer
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 @pytest.fixture(scope="module")
 def ema_run(tmp_path_factory):

@@ -12,6 +12,8 @@ from tl_jax.metrics import intervals
 from tl_jax.studies import compare
 from tl_jax.train import feature_cache, steps, trainer
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 def _reasons(cfg, state, split):
   variables = {"params": state.params, "batch_stats": state.batch_stats}

@@ -15,6 +15,8 @@ import pytest
 from tl_jax.evaluate import evaluation
 from tl_jax.train import trainer
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

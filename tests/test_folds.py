@@ -11,6 +11,8 @@ from tests import tiny
 from tl_jax import data as data_lib
 from tl_jax.studies import compare
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 def test_folds_are_disjoint_stratified_and_cover_every_image():
   labels = np.repeat(np.arange(5), [103, 50, 7, 11, 29])  # uneven classes, some not divisible by k

@@ -23,6 +23,8 @@ from tl_jax.evaluate import evaluation, predict
 from tl_jax.evaluate import hub as hub_lib
 from tl_jax.weights import download, formats
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 LFS = (".safetensors", ".png")  # the hub's default .gitattributes sends these to LFS
 
 

@@ -11,6 +11,8 @@ import pytest
 from tl_jax.errors import LockHeld
 from tl_jax.train import trainer, workdir_lock
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _HOLD = ("import sys, time; from tl_jax.train import workdir_lock\n"
          "with workdir_lock.hold(sys.argv[1]):\n  print('held', flush=True); time.sleep(600)\n")

@@ -20,6 +20,8 @@ import tiny
 from tl_jax.errors import InvalidInput
 from tl_jax.train import config_checks, trainer, workdir as workdir_lib
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 

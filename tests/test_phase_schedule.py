@@ -20,6 +20,8 @@ from tl_jax.freezing import optim
 from tl_jax.studies import compare
 from tl_jax.train import trainer
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 

@@ -3,11 +3,14 @@ that stay trainable, and every phase compiles its step once."""
 
 import jax
 import numpy as np
+import pytest
 
 from tl_jax import partition
 from tl_jax.evaluate import evaluation
 from tl_jax.freezing import optim, strategies
 from tl_jax.train import steps, trainer, workdir as workdir_lib
+
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
 
 
 def _lp_ft(cfg):

@@ -22,16 +22,17 @@ import tiny
 
 from tl_jax.train import checkpoint, preemption, trainer, workdir as workdir_lib, workdir_lock
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 _TIMING = ("elapsed_s", "epoch_s", "input_wait_ms", "train_images_per_s")  # wall-clock fields differ
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-  """An uninterrupted tiny run (3 epochs of 4 steps): (npz path, workdir, summary)."""
-  root = tmp_path_factory.mktemp("preemption")
-  npz = tiny.write_npz(root / "digits.npz")
-  summary = trainer.train_and_evaluate(tiny.config(npz), str(root / "run"))
-  return npz, str(root / "run"), summary
+def reference(shared_tiny_run):
+  """An uninterrupted tiny run (3 epochs of 4 steps): (npz path, workdir, summary).
+
+  Conftest's ``shared_tiny_run``, only read here."""
+  return shared_tiny_run
 
 
 def _signal_at(npz, workdir, moment, step, signals, *flags):

@@ -6,6 +6,8 @@ import pytest
 from tl_jax import data as data_lib
 from tl_jax.studies import probe, probe_sweep
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 def _blobs(n, d=12, classes=4, seed=0):
   """Overlapping Gaussian classes: the penalty matters and no fit is perfect."""

@@ -9,6 +9,8 @@ from tl_jax import models
 from tl_jax.metrics import intervals
 from tl_jax.studies import probe_folds, probe_sweep
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 def _cache(config, name, x, y):
   """Writes ``(x, y)`` as ``name``'s cached features, dealt over train/val/test as a sweep would."""

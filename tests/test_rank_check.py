@@ -7,6 +7,8 @@ import pytest
 
 from tl_jax.studies import rank_check
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 def _tau_by_hand(x, y):
   """(concordant - discordant) / pairs, no ties."""

@@ -16,6 +16,8 @@ import tiny
 from tl_jax.evaluate import evaluation, predict
 from tl_jax.train import checkpoint, trainer, workdir_lock
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 def _state(step):
   return {"w": jnp.arange(64, dtype=jnp.float32) + step}

@@ -17,16 +17,15 @@ import tiny
 
 from tl_jax.train import checkpoint, trainer
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 _TIMING = ("elapsed_s", "epoch_s", "input_wait_ms", "train_images_per_s")  # wall-clock fields differ run to run
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-  """An uninterrupted tiny run: (npz path, workdir, summary)."""
-  root = tmp_path_factory.mktemp("reference")
-  npz = tiny.write_npz(root / "digits.npz")
-  summary = trainer.train_and_evaluate(tiny.config(npz), str(root / "run"))
-  return npz, str(root / "run"), summary
+def reference(shared_tiny_run):
+  """An uninterrupted tiny run: (npz path, workdir, summary); conftest's ``shared_tiny_run``, only read here."""
+  return shared_tiny_run
 
 
 def _records(workdir):

@@ -22,6 +22,8 @@ from tl_jax import data
 from tl_jax.evaluate import evaluation, predict
 from tl_jax.train import trainer, workdir as workdir_lib
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 CLASSES = ["ant", "bee", "cat"]  # "bug" (empty) sorts between them: the labels renumber
 
 

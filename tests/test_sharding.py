@@ -93,7 +93,11 @@ def run_with_devices(mesh_devices: int, permute: bool = False, local_bn: bool = 
 def main() -> None:
   import jax
 
+  from tests import tiny
   from tl_jax import sharding
+  from tl_jax.train import trainer
+
+  trainer.enable_compilation_cache(tiny.jax_cache_dir())  # "one" and "permuted" compile one program
 
   try:
     sharding.check_batch_size(12, sharding.make_mesh())

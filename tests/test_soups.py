@@ -12,18 +12,20 @@ import pytest
 from tl_jax.evaluate import soups
 from tl_jax.studies import compare
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
+def two_runs(shared_tiny_run, tmp_path_factory):
+  """Tiny runs at lr 3e-2 (the session's, copied) and 1e-2 on the same data: (workdirs, folder)."""
   from tests import tiny
   from tl_jax.train import trainer
+  npz, run, _ = shared_tiny_run
   tmp = tmp_path_factory.mktemp("soup_runs")
-  npz = tiny.write_npz(tmp / "digits.npz")
-  workdirs = []
-  for lr in (3e-2, 1e-2):
-    cfg = tiny.config(npz, **{"train.compilation_cache_dir": "", "optim.lr": lr})
-    workdirs.append(str(tmp / f"lr{lr}"))
-    trainer.train_and_evaluate(cfg, workdirs[-1])
+  workdirs = [str(tmp / "lr0.03"), str(tmp / "lr0.01")]
+  assert trainer.load_config(run).optim.lr == 3e-2
+  shutil.copytree(run, workdirs[0])
+  trainer.train_and_evaluate(tiny.config(npz, **{"optim.lr": 1e-2}), workdirs[1])
   return workdirs, tmp
 
 

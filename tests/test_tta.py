@@ -12,6 +12,8 @@ from tl_jax.data import decode, streaming
 from tl_jax.evaluate import predict, tta
 from tl_jax.metrics import calibration
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 def _apply(variables, x, train=False):
   """A model whose logits see the left and right halves differently (a mirror changes them)."""
@@ -93,15 +95,11 @@ def test_predict_with_tta_on_files(tmp_path, mode):
   assert [t["probability"] for t in plain] != [t["probability"] for t in got[0]["top_k"]]
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  from tests import tiny
-  from tl_jax.train import trainer
-  tmp = tmp_path_factory.mktemp("tta_run")
-  cfg = tiny.config(tiny.write_npz(tmp / "digits.npz"), **{"train.compilation_cache_dir": ""})
-  workdir = str(tmp / "run")
-  trainer.train_and_evaluate(cfg, workdir)
-  return workdir, str(tmp / "digits.npz")
+@pytest.fixture
+def tiny_run(tiny_run_copy):
+  """A copy of the session's tiny run (conftest), evaluated into here: (workdir, npz)."""
+  npz, workdir, _ = tiny_run_copy
+  return workdir, npz
 
 
 def test_evaluate_with_flip(tiny_run):

@@ -21,6 +21,8 @@ from tl_jax.train import trainer, wandb_log
 
 wandb = pytest.importorskip("wandb")
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 _BLOCK, _HEADER = 32768, 7  # the log's block size; its record header: crc32, length, type
 
 
@@ -129,12 +131,13 @@ def test_wandb_missing_or_unknown_options_are_clear_errors(tmp_path, monkeypatch
     wandb_log.start(str(tmp_path), {"wandb": True}, {})
 
 
-def test_a_rerun_may_change_only_where_it_logs(tmp_path):
+def test_a_rerun_may_change_only_where_it_logs_and_caches(tmp_path):
   from tl_jax.train import workdir as workdir_lib
 
   cfg, workdir = tiny.config(str(tmp_path / "digits.npz")), str(tmp_path / "run")
   workdir_lib.check_config(cfg, workdir)
   cfg.log.update(wandb=True, wandb_name="resumed with W&B")  # turning W&B on for a run that exists
+  cfg.train.compilation_cache_dir = str(tmp_path / "another machine's cache")
   workdir_lib.check_config(cfg, workdir)
   cfg.optim.lr *= 2
   with pytest.raises(ValueError, match=r"another config \(differs in: optim/lr\)"):

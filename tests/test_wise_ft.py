@@ -9,6 +9,8 @@ import pytest
 
 from tl_jax.evaluate import wise_ft
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 def test_interpolate_keeps_the_head():
   start = {"backbone": {"w": np.zeros(3, np.float32), "b": np.ones(2, np.float32)},
@@ -25,15 +27,10 @@ def test_interpolate_keeps_the_head():
     wise_ft.interpolate({"backbone": start["backbone"]}, fine, 0.5)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-  from tests import tiny
-  from tl_jax.train import trainer
-  tmp = tmp_path_factory.mktemp("wise_ft_run")
-  cfg = tiny.config(tiny.write_npz(tmp / "digits.npz"), **{"train.compilation_cache_dir": ""})
-  workdir = str(tmp / "run")
-  trainer.train_and_evaluate(cfg, workdir)
-  return workdir
+@pytest.fixture
+def tiny_run(tiny_run_copy):
+  """A copy of the session's tiny run (conftest), written into here: its workdir."""
+  return tiny_run_copy[1]
 
 
 def test_wise_ft_on_a_linear_probe(tiny_run):

@@ -10,6 +10,8 @@ import pytest
 from tl_jax.data import in_package
 from tl_jax.train import trainer
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 
 # Default run: one plain residual CNN and one inverted-residual one; the rest learn in the slow set.
 @pytest.mark.parametrize("name, size", [("resnet18", 16), ("efficientnet_lite0", 16),

@@ -11,6 +11,8 @@ from tl_jax import data
 from tl_jax.data import image_folder
 from tl_jax.train import trainer
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 COLOURS = {"blue": (20, 40, 220), "green": (30, 200, 40), "red": (210, 30, 30)}
 
 

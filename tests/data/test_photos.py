@@ -15,6 +15,8 @@ from tl_jax.data import image_folder, streaming
 from tl_jax.train import trainer
 
 skdata = pytest.importorskip("skimage.data")
+
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
 SIZE = 24
 
 

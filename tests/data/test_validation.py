@@ -14,6 +14,8 @@ from tl_jax.data import image_folder, in_package, tfds_source
 from tl_jax.errors import InvalidInput
 from tl_jax.train import config_checks, trainer
 
+pytestmark = pytest.mark.usefixtures("unrendered_plots")  # no test here looks at a plot
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 

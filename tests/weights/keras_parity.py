@@ -64,9 +64,9 @@ def keras_check(name, app, preprocess, pooled_layer, tmp_path, size, seed=0, he=
   randomize(reference, seed, he)
   x = images(seed, size)
   xin = getattr(keras.applications, preprocess).preprocess_input(x.copy())
-  logits = np.asarray(reference(xin, training=False))
-  pooled = np.asarray(keras.Model(reference.input, reference.get_layer(pooled_layer).output)(
-      xin, training=False))
+  both = keras.Model(reference.input, [reference.output, reference.get_layer(pooled_layer).output])
+  logits, pooled = both.predict(xin, verbose=0)  # jit-compiled once; eager calls compile per op
+  logits, pooled = np.asarray(logits), np.asarray(pooled).reshape(len(xin), -1)
   files = {"keras3": tmp_path / "model.weights.h5", "legacy": tmp_path / "legacy.h5"}
   reference.save_weights(files["keras3"])
   write_legacy_h5(reference, files["legacy"])

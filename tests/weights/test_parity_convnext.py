@@ -194,12 +194,12 @@ def keras_check(name, tmp_path, include_top=True, size=32, seed=0):
   reference = getattr(keras.applications, KERAS_APPS[name])(weights=None, input_shape=(size, size, 3), **kw)
   keras_randomize(reference, seed)
   x = images(seed, size)
-  out = np.asarray(reference(x, training=False))  # raw pixels: Keras normalises inside
+  # Raw pixels: Keras normalises inside. One jit-compiled predict (eager calls compile per op).
   if include_top:
-    pooled_model = keras.Model(reference.input, reference.get_layer(f"{name}_head_layernorm").output)
-    logits, pooled = out, np.asarray(pooled_model(x, training=False))
+    both = keras.Model(reference.input, [reference.output, reference.get_layer(f"{name}_head_layernorm").output])
+    logits, pooled = (np.asarray(a) for a in both.predict(x, verbose=0))
   else:
-    logits, pooled = None, out
+    logits, pooled = None, np.asarray(reference.predict(x, verbose=0))
   files = {"keras3": tmp_path / "model.weights.h5", "legacy": tmp_path / "legacy.h5"}
   reference.save_weights(files["keras3"])
   write_legacy_h5(reference, files["legacy"])

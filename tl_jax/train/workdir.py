@@ -27,6 +27,12 @@ from tl_jax import partition
 log = logging.getLogger(__name__)
 
 
+def _placement(key: str) -> bool:
+  """Options a rerun may change, the run staying the same: where it logs (``log.*``: Weights &
+  Biases) and where compiled programs are cached (another machine's path)."""
+  return key.startswith("log/") or key == "train/compilation_cache_dir"
+
+
 def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   """Saves the config, or checks that a rerun uses the same one (then it resumes)."""
   path = os.path.join(workdir, "config.json")
@@ -37,9 +43,8 @@ def check_config(config: ml_collections.ConfigDict, workdir: str) -> None:
     flat_saved, flat_current = partition.flatten(saved), partition.flatten(current)
     # Options added to tl_jax since the run was saved: it resumes, with their values now.
     added = sorted(set(flat_current) - set(flat_saved))
-    # Where the run logs to (log.*: Weights & Biases) may change on a rerun: the run stays the same.
     diff = sorted(k for k in set(flat_saved) | set(flat_current)
-                  if k not in added and not k.startswith("log/") and flat_saved.get(k) != flat_current.get(k))
+                  if k not in added and not _placement(k) and flat_saved.get(k) != flat_current.get(k))
     if added and not diff:
       log.warning("%s was saved before options %s existed: resuming with %s.", workdir, ", ".join(added),
                   ", ".join(f"{k}={flat_current[k]!r}" for k in added))
