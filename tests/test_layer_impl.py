@@ -1,12 +1,15 @@
-"""The native layer path (every accelerator's) against the CPU-routed one, on CPU, for every model family.
+"""The native layer path (every accelerator's) against the CPU-routed one, on CPU, for every model.
 
 CI has no accelerator, and ``"auto"`` takes the routed path on CPU, so without
 this test the convolutions GPUs and TPUs run would never be traced in CI.
-Per family one variant runs in the default run; the whole zoo is ``slow``. A
-``keras_`` family whose torch-layout twin runs by default (same blocks, TF
-"same" padding) is slow too: lite0 and keras_mobilenet_v2 trace that padding.
-Compared: eval logits, train-mode logits and every parameter gradient of the
-train step's loss.
+Only the routed kernels differ between the paths (``layers.conv_general_dilated``'s
+im2col and tap-gradient convolutions, ``depthwise_shifted``); everything else is
+the same code. The default run checks ``DEFAULT``: models chosen so that every
+routed-kernel call in the zoo (its kind, kernel, stride, padding, input parity and
+small-map case: :func:`_signatures`) occurs in one of them, which the slow
+``test_default_models_cover_every_routed_kernel_signature`` checks over the zoo.
+The whole zoo is ``slow``. Compared: eval logits, train-mode logits and every
+parameter gradient of the train step's loss.
 
 BatchNorm runs on its running statistics in the train step (the repo's
 ``bn="running"``): batch statistics of 2 images on the 1x1 maps of a 32 px
@@ -16,7 +19,6 @@ tolerance could separate a bug from chaos. BatchNorm's own code is the same on
 both paths; the convolutions are what differ.
 """
 
-import re
 
 import jax
 import jax.numpy as jnp
@@ -27,18 +29,12 @@ from tl_jax import models, partition
 from tl_jax.models import layers
 from tl_jax.train import steps
 
-# Names whose family the name rule below gets wrong: name -> family.
-FAMILY_OVERRIDES: dict[str, str] = {}
-# A VGG fc top adds two Dense layers (the same code on both paths) of 100M
-# parameters to its trunk, the costliest part of this test (~20 s): fc variants
-# count as their trunk's family, and run in the slow set.
-SAME_FAMILY_SUFFIXES = ("_fc",)
-# Variants tested in the default run beside their family's smallest because their blocks differ
-# from it (resnet50's bottleneck blocks are covered by keras_resnet50).
-EXTRA: tuple[str, ...] = ()
-# Size words, smallest first: a family's representative is its smallest variant.
-SIZE_ORDER = ("tiny", "small", "s", "base", "m", "l", "large", "xl", "xlarge", "huge")
-SIZE_WORDS = set(SIZE_ORDER)
+# Every routed-kernel signature of the zoo at IMAGE_SIZE, at the least test time (a weighted set
+# cover of the measured per-model seconds): 10 models, ~270 of the 436 s the 19 family
+# representatives took, and keras_mobilenet_v3_small's 5x5 stride-2 taps on a 4x4 map, which no
+# representative had.
+DEFAULT = ("convnext_tiny", "efficientnet_b0", "efficientnet_lite0", "keras_inception_v3", "keras_mobilenet_v2",
+           "keras_mobilenet_v3_small", "keras_xception", "mobilenet_v2", "mobilenet_v3_small", "resnet18")
 # Per-leaf tolerance relative to the leaf's largest gradient. The two paths sum
 # the same products in other orders: each layer adds a few float32 eps (1.2e-7)
 # of relative error, which compounds over ~50 layers and through BatchNorm's
@@ -49,38 +45,6 @@ RTOL = 1e-4
 # Inception and Xception reduce 32 px to nothing (all-zero features): their smallest sensible input.
 IMAGE_SIZE = {"inception_v3": 75, "keras_inception_v3": 75, "keras_xception": 75}
 COMPILER_OPTIONS = {"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True}
-
-
-def family(name: str) -> str:
-  """A registry name's family: size digits, size words and fc tops dropped (``resnet50`` ->
-  ``resnet``, ``vgg16_bn_fc`` -> ``vgg_bn``); version digits after a ``v`` stay (``mobilenet_v2``)."""
-  if name in FAMILY_OVERRIDES:
-    return FAMILY_OVERRIDES[name]
-  for suffix in SAME_FAMILY_SUFFIXES:
-    name = name.removesuffix(suffix)
-  name = re.sub(r"_\d+(?:_\d+)?(mf|gf)$", "", name)  # RegNet sizes: regnet_x_400mf, regnet_x_1_6gf
-  name = re.sub(r"(_v2)_[sml]$", r"\1_b", name)  # EfficientNetV2-S/M/L belong with V2-B0..B3
-  stem = re.sub(r"(?<![vV])\d+", "", name)
-  return "_".join(t for t in stem.split("_") if t and t not in SIZE_WORDS)
-
-
-def _size_key(name: str):
-  """Orders a family's variants small to large: RegNet by its FLOPs (400mf < 1_6gf), others by
-  the numbers in the name (resnet18 < resnet50), then by size word (tiny < small < base < large)."""
-  if m := re.search(r"(\d+(?:_\d+)?)(mf|gf)$", name):
-    numbers = [float(m[1].replace("_", ".")) * (1 if m[2] == "mf" else 1000)]
-  else:
-    numbers = [int(t) for t in re.findall(r"(?<![vV])\d+", name)]
-  words = [SIZE_ORDER.index(t) for t in name.split("_") if t in SIZE_WORDS]
-  return not numbers, numbers, words, name  # numbered variants first: V2-B0 before V2-S
-
-
-def representatives() -> list[str]:
-  """One variant per family (its smallest by the numbers in its name), plus ``EXTRA``."""
-  fams: dict[str, list[str]] = {}
-  for name in models.names():
-    fams.setdefault(family(name), []).append(name)
-  return sorted({min(v, key=_size_key) for v in fams.values()} | set(EXTRA) & set(models.names()))
 
 
 def _random_variables(shapes, seed: int = 0):
@@ -146,24 +110,8 @@ def _check(name: str) -> float:
   return max(worst.values())
 
 
-def test_family_rule():
-  assert [family(n) for n in ("resnet50", "keras_resnet101", "vgg16_bn_fc", "keras_vgg19", "efficientnet_lite3",
-                              "mobilenet_v2", "mobilenet_v3_large", "convnext_tiny")] == [
-      "resnet", "keras_resnet", "vgg_bn", "keras_vgg", "efficientnet_lite", "mobilenet_v2",
-      "mobilenet_v3", "convnext"]
-  reps = representatives()
-  assert {"resnet18", "keras_resnet50", "vgg11", "vgg11_bn", "keras_vgg16", "efficientnet_lite0",
-          "mobilenet_v2", "keras_mobilenet_v2"} <= set(reps)
-  assert {family(n) for n in models.names()} == {family(n) for n in reps}  # every family is covered
-
-
-# keras_ twins of a default-run family: the same blocks with TF "same" padding (see the docstring).
-SLOW_TWINS = ("keras_efficientnet_b0", "keras_efficientnet_v2_b0", "keras_inception_v3",
-              "keras_mobilenet_v3_small")
-
-
-@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_TWINS else n
-                                  for n in representatives()])
+@pytest.mark.parametrize("name", [n if n in DEFAULT else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in models.names()])
 def test_native_matches_cpu_routed(name):
   _check(name)
 
@@ -178,7 +126,52 @@ def test_a_wrong_native_path_fails(monkeypatch):
     _check("efficientnet_lite0")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(set(models.names()) - set(representatives())))
-def test_native_matches_cpu_routed_whole_zoo(name):
-  _check(name)
+def _signatures(name: str) -> set[tuple]:
+  """The routed kernels ``name``'s train step calls at IMAGE_SIZE (traced, not run): per call its
+  kind, kernel, stride, padding, input size modulo stride, and which dimensions have an input
+  smaller than the kernel, an output of one pixel or none (the cases a tap or pad can get wrong)."""
+  calls = set()
+
+  def conv(kind, fn):
+    def record(x, kernel, strides, pads, *args, **kwargs):
+      n, k = x.shape[1:3], kernel.shape[:2]
+      out = [(i + lo + hi - j) // s + 1 for i, j, s, (lo, hi) in zip(n, k, strides, pads)]
+      calls.add((kind, tuple(k), tuple(strides), tuple(map(tuple, pads)), tuple(i % s for i, s in zip(n, strides)),
+                 tuple(i < j for i, j in zip(n, k)), tuple(o < j for o, j in zip(out, k)), tuple(min(o, 2) for o in out)))
+      return fn(x, kernel, strides, pads, *args, **kwargs)
+    return record
+
+  def depthwise(x, kernel, stride, padding="SAME", dilation=1):
+    k, n = kernel.shape[0], x.shape[1:3]
+    pads = layers.depthwise_pads(x.shape, k, stride, padding, dilation)
+    out = [(i + lo + hi - dilation * (k - 1) - 1) // stride + 1 for i, (lo, hi) in zip(n, pads)]
+    calls.add(("depthwise", k, stride, tuple(map(tuple, pads)), dilation, tuple(i % stride for i in n),
+               tuple(i < k for i in n), tuple(min(o, 2) for o in out)))
+    return fn_depthwise(x, kernel, stride, padding, dilation)
+
+  fn_depthwise = layers.depthwise_shifted
+  size = IMAGE_SIZE.get(name, 32)
+  images = jnp.zeros((2, size, size, 3), jnp.uint8)
+  model = models.create(name, 5, dropout_rate=0.0)
+  with pytest.MonkeyPatch.context() as patch, layers.impl("cpu_routed"):
+    patch.setattr(layers, "im2col_conv", conv("im2col", layers.im2col_conv))
+    patch.setattr(layers, "conv_tap_grad", conv("tap_grad", layers.conv_tap_grad))
+    patch.setattr(layers, "depthwise_shifted", depthwise)
+    shapes = jax.eval_shape(model.init, jax.random.key(1), images)
+
+    def loss(params, stats):
+      (logits, _), _ = model.apply({"params": params, "batch_stats": stats}, images, train=True,
+                                   mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)})
+      return logits.sum()
+
+    jax.eval_shape(jax.grad(loss), shapes["params"], shapes.get("batch_stats", {}))
+  return calls
+
+
+@pytest.mark.slow  # traces every model: 7 min on 2 cores
+def test_default_models_cover_every_routed_kernel_signature():
+  covered = set().union(*(_signatures(n) for n in DEFAULT))
+  assert len(covered) > 30  # the tracing hooks saw the routed kernels
+  missing = {n: sorted(map(str, _signatures(n) - covered)) for n in sorted(set(models.names()) - set(DEFAULT))}
+  missing = {n: m for n, m in missing.items() if m}
+  assert not missing, f"routed kernels no DEFAULT model calls (add the model to DEFAULT): {missing}"
