@@ -63,7 +63,7 @@ def unrendered_plots():
   """tl_jax's figures are built (their data checked) but not rendered: every PNG is 1x1 pixel.
 
   For runs whose tests never look at a plot: a tiny run draws ~15 figures, a third of its ~20 s.
-  Rendering is tested by test_plots and by the runs of test_trainer, test_tensorboard_log and
+  Rendering is tested by test_plots and by the runs of test_trainer (TensorBoard's images too) and
   test_calibration, which draw theirs.
   """
   from PIL import Image
