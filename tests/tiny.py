@@ -17,7 +17,8 @@ JAX_CACHE = "TL_JAX_TEST_JAX_CACHE"
 
 
 def jax_cache_dir() -> str:
-  """The session's compilation cache directory for a test's subprocess, "" when off or unset."""
+  """The session's compilation cache directory (in-process and in a test's subprocesses), "" when
+  off or unset."""
   setting = os.environ.get(JAX_CACHE, "")
   return "" if setting in ("", "0", "1") else setting
 
