@@ -117,7 +117,7 @@ def tl_jax_config(model: str, size: int, mode: str, dtype: str = "float32") -> m
       seed=0,
       data=dict(image_size=size),
       model=dict(name=model, dropout_rate=0.0, drop_path_rate=0.0, dtype=dtype),
-      init=dict(pretrained=False),
+      init=dict(pretrained=False, dont_load=()),
       param_groups=dict(rules=(("head/.*", "head"), (".*", "frozen" if frozen else "backbone"))),
       optim=dict(name="adam", lr=1e-3, schedule="constant", warmup_steps=0, kwargs={}),
   ))

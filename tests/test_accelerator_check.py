@@ -1,10 +1,12 @@
 """``scripts/accelerator_check.sh --cpu`` runs every step of the GPU check end to end (tiny settings)."""
 
+import importlib.util
 import json
 import os
 import pathlib
 import subprocess
 
+import jax
 import numpy as np
 import pytest
 
@@ -34,3 +36,18 @@ def test_cpu_mode_runs_end_to_end(tmp_path):
   assert row["img_per_s"]["tl_jax"] > 0 and row["img_per_s"]["torch_cl"] > 0
   assert 0 < summary["finetune"]["final_test_accuracy"] <= 1 and summary["finetune"]["wall_s"] > 0
   assert summary["finetune_epochs"][0]["train_images_per_s"] > 0  # the trainer's loop timing
+
+
+@pytest.mark.parametrize("mode", ["frozen", "full"])
+def test_the_benchmark_config_builds_a_train_state(mode):
+  """``scripts/benchmark.py``'s config, which the GPU check's report and the NNX benchmark build on too,
+  is a whole config for ``trainer.create_state`` (traced, not compiled): a key it lacked
+  (``init.dont_load``) once stopped every benchmark row at its start."""
+  from tl_jax.train import trainer
+
+  spec = importlib.util.spec_from_file_location("benchmark", ROOT / "scripts" / "benchmark.py")
+  benchmark = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(benchmark)
+  state = trainer.abstract_state(benchmark.tl_jax_config("efficientnet_lite0", 32, mode), benchmark.CLASSES, 100, 0)
+  assert state.params["head"]["kernel"].shape[-1] == benchmark.CLASSES
+
