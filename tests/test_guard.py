@@ -55,6 +55,26 @@ def test_step_flags_nonfinite_and_skip_drops_the_update(skip):
     jax.tree.map(np.testing.assert_array_equal, before, jax.device_get(after.params))
 
 
+@OVERFLOW
+@pytest.mark.parametrize("where", ["small", "large", "bfloat16", "int", "none"])
+def test_all_finite_sees_one_bad_value_in_any_leaf(where):
+  """Small leaves are checked together as one vector, large ones apart: either way one NaN or
+  inf anywhere is seen, in any float dtype; integer leaves (step counts) are not read."""
+  trees = [{"bias": np.zeros(7, np.float32), "kernel": np.zeros((300, 300), np.float32)},
+           {"scale": np.ones(5, jnp.bfloat16), "count": np.zeros((), np.int32)}]
+  if where == "small":
+    trees[0]["bias"][3] = np.nan
+  if where == "large":
+    trees[0]["kernel"][299, 299] = -np.inf
+  if where == "bfloat16":
+    trees[1]["scale"][0] = np.float32(1e39)  # overflows to inf in the cast
+  if where == "int":
+    trees[1]["count"] = np.int32(-1)
+  expected = where in ("int", "none")
+  assert bool(jax.jit(guard.all_finite)(*trees)) == expected
+  assert bool(guard.all_finite(*trees, jnp.float32(np.nan))) is False
+
+
 def test_guard_reads_flags_once_and_names_step_lr_and_checkpoint():
   g = guard.Guard("stop", lambda step: 0.5 * step, lambda: 40)
   window = [{"nonfinite": jnp.asarray(0)} for _ in range(3)]

@@ -24,10 +24,23 @@ from tl_jax.errors import Diverged
 MODES = ("stop", "skip_step")
 
 
+# Leaves of at most this many elements are checked together, as one vector: one reduction per
+# leaf compiled to one XLA:CPU kernel each, 3.4 s of a Lite0 train step's 12 s compile for its
+# ~550 leaves (params, statistics, Adam's moments). Copying the small ones costs nothing
+# measurable; copying the large ones would (+250 ms a ResNet-50 step), so they keep their own.
+_CHECKED_TOGETHER = 1 << 16
+
+
 def all_finite(*trees: Any) -> jax.Array:
   """A scalar bool: every inexact leaf of ``trees`` is finite."""
-  leaves = [x for t in trees for x in jax.tree.leaves(t) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.inexact)]
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
+  leaves = [jnp.asarray(x) for t in trees for x in jax.tree.leaves(t)]
+  leaves = [x for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
+  together = lambda x: x.size <= _CHECKED_TOGETHER and jnp.issubdtype(x.dtype, jnp.floating)
+  small = [jnp.ravel(x).astype(jnp.float32) for x in leaves if together(x)]
+  checks = [jnp.all(jnp.isfinite(x)) for x in leaves if not together(x)]
+  if small:
+    checks.append(jnp.all(jnp.isfinite(jnp.concatenate(small))))
+  return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
 
 
 def guarded(old_state, new_state, loss: jax.Array, *, skip: bool) -> tuple[Any, jax.Array]:
