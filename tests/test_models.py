@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import pytest
 
 from tl_jax import models, partition, weights
+from tl_jax.models import layers
 from tl_jax.weights import keras as keras_tables
 
 SNAPSHOTS = pathlib.Path(__file__).parent / "snapshots"
@@ -19,8 +20,12 @@ SNAPSHOTS = pathlib.Path(__file__).parent / "snapshots"
 
 @functools.lru_cache(maxsize=None)  # the snapshot and table tests share one trace per model
 def abstract_variables(name, num_classes=10, size=32):
+  """Traced with the native layers: a layer's implementation is picked at trace time inside the
+  same module (``layers.impl``), so it cannot change a path, and the CPU-routed kernels' taps
+  would make the trace ~40% slower (tests/test_layer_impl.py runs both on one variables tree)."""
   model = models.create(name, num_classes)
-  return model, jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3))))
+  with layers.impl("native"):
+    return model, jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3))))
 
 
 def _by_model(params):
@@ -48,8 +53,8 @@ def test_parameter_paths_snapshot(name):
 def test_features_and_headless(name):
   model = models.create(name, 0)
   x = jnp.zeros((2, 32, 32, 3), jnp.uint8)
-  (logits, features), variables = jax.eval_shape(
-      lambda: model.init_with_output(jax.random.key(0), x))
+  with layers.impl("native"):  # as abstract_variables
+    (logits, features), variables = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), x))
   stages = sorted(k for k in features if k.startswith("stage"))
   assert set(features) == {"stem", "pre_logits", *stages}
   assert stages == sorted(f"stage{i}" for i in range(1, len(stages) + 1)) and len(stages) >= 4

@@ -96,11 +96,11 @@ def check(name, tmp_path, *, include_top, size, seed=0):
   ours = name + ("_fc" if include_top and "vgg" in name else "")
   model = models.create(ours, 1000 if include_top else 0)
   init = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
-  diffs = {}
+  diffs, apply = {}, jax.jit(model.apply)  # one compilation for both layouts (eager: one per op)
   for layout, file in files.items():
     assert h5.layout(str(file)) == layout
     variables = weights.merge(init, weights.load_pretrained(ours, path=str(file)))
-    out, _ = model.apply(variables, x)
+    out, _ = apply(variables, x)
     diffs[layout] = float(np.max(np.abs(np.asarray(out) - expected)))
     what = "logit" if include_top else "pooled feature"
     print(f"PARITY {ours} keras {layout}.h5 include_top={include_top} "

@@ -49,10 +49,10 @@ def check(name, source, module, tmp_path, mean, std, model=None, seed=0):
   assert expected.std() > 0.1, "reference logits are degenerate; the comparison would be vacuous"
   model = model or models.create(name, expected.shape[-1], source=source)  # normalised as that source
   init = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
-  diffs = {}
+  diffs, apply = {}, jax.jit(model.apply)  # one compilation for all files (eager: one per op)
   for fmt, file in files.items():
     variables = weights.merge(init, weights.convert(name, str(file), source))
-    logits, _ = model.apply(variables, x)
+    logits, _ = apply(variables, x)
     diffs[fmt] = float(np.max(np.abs(np.asarray(logits) - expected)))
     print(f"PARITY {name} {source} {fmt} max|dlogit|={diffs[fmt]:.2e} "
           f"(logit std {expected.std():.2f})")
@@ -181,7 +181,7 @@ def test_efficientnet_lite0_lukemelas_real_weights():
   expected = torch_logits(module, x, np.float32(prep.mean), np.float32(prep.std))
   model = models.create("efficientnet_lite0", 1000)
   init = jax.eval_shape(lambda: model.init(jax.random.key(0), x[:1]))
-  logits, _ = model.apply(weights.merge(init, weights.load_pretrained("efficientnet_lite0")), x)
+  logits, _ = jax.jit(model.apply)(weights.merge(init, weights.load_pretrained("efficientnet_lite0")), x)
   diff = float(np.max(np.abs(np.asarray(logits) - expected)))
   print(f"PARITY efficientnet_lite0 lukemelas pth (real weights) max|dlogit|={diff:.2e} "
         f"(logit std {expected.std():.2f})")
