@@ -25,11 +25,15 @@ CASES = [  # input spatial, kernel, stride, padding, cin, cout
 ]
 
 
+def _normal(rng, shape):
+  return rng.standard_normal(shape).astype(np.float32)
+
+
 @pytest.mark.parametrize("size,k,s,pad,cin,cout", CASES)
 def test_conv_matches_lax_values_and_gradients(size, k, s, pad, cin, cout):
-  kx, kw = jax.random.split(jax.random.key(size * 10 + k))
-  x = jax.random.normal(kx, (6, size, size, cin))  # 6 images: the kernel-gradient scan takes several slices
-  w = jax.random.normal(kw, (k, k, cin, cout)) / (k * np.sqrt(cin))
+  rng = np.random.default_rng(size * 10 + k)  # numpy: an eager jax.random draw compiles per shape
+  x = _normal(rng, (6, size, size, cin))  # 6 images: the kernel-gradient scan takes several slices
+  w = _normal(rng, (k, k, cin, cout)) / (k * np.sqrt(cin))
   dn = ("NHWC", "HWIO", "NHWC")
 
   def loss(conv, x, w):
@@ -76,9 +80,9 @@ def test_depthwise_bias_and_dilation_match_grouped_nn_conv(impl, k, s, d, pad, s
   """``DepthwiseConv(use_bias, dilation)`` = ``nn.Conv(C, groups=C, kernel_dilation=d)``, values and gradients."""
   # 6 images: the routed kernel gradient scans over slices of the batch (one image per core, up to
   # a divisor of the batch), so it sums several slices on any machine.
-  x = jax.random.normal(jax.random.key(0), (6, size, size, 4))
+  x = _normal(np.random.default_rng(0), (6, size, size, 4))
   model = layers.DepthwiseConv(k, s, padding=pad, use_bias=True, dilation=d)
-  variables = jax.tree.map(lambda a: a + 0.1, model.init(jax.random.key(1), x))  # a non-zero bias
+  variables = jax.tree.map(lambda a: a + 0.1, jax.jit(model.init)(jax.random.key(1), x))  # a non-zero bias
   assert sorted(variables["params"]) == ["bias", "kernel"]
   pads = [layers.conv_padding(pad, size, d * (k - 1) + 1, s)] * 2
   ref = nn.Conv(4, (k, k), (s, s), padding=pads, kernel_dilation=d, feature_group_count=4)
