@@ -1,11 +1,14 @@
 """A pytest plugin: per test, the seconds JAX spent tracing, lowering and compiling (XLA backend).
 
   PYTHONPATH=.:scripts python -m pytest -m "not slow" -n 2 -p compile_profile_plugin
-  python scripts/compile_profile_plugin.py        # the totals and the 40 slowest tests
+  python scripts/compile_profile_plugin.py        # totals; by file; compiled functions; slowest tests
 
 Each process (xdist worker) writes ``$TL_JAX_COMPILE_PROFILE_DIR/rows_<worker>.json``
 (default ``/tmp/tl_jax_compile_profile``): ``{"node", "wall", <JAX duration event>: seconds}``
-per test. Compilations inside subprocesses the tests start are not seen.
+per test, and ``"fn:<name>"``: the compile seconds of each jitted function by name. Eager ``jnp``
+and ``jax.random`` calls show as their own small names (``add``, ``_normal``, ``_uniform``): each
+compiles once per shape, which is how this found ~300 s of the default run in per-op compiles.
+Compilations inside subprocesses the tests start are not seen.
 """
 
 import collections
@@ -25,9 +28,11 @@ _now: collections.Counter = collections.Counter()
 _rows: list[dict] = []
 
 
-def _listener(event: str, duration: float, **_) -> None:
+def _listener(event: str, duration: float, **kwargs) -> None:
   if event in EVENTS:
     _now[EVENTS[event]] += duration
+    if EVENTS[event] == "compile" and "fun_name" in kwargs:
+      _now["fn:" + str(kwargs["fun_name"])] += duration
 
 
 def pytest_configure(config):
@@ -55,5 +60,12 @@ if __name__ == "__main__":
           for r in json.load(open(path))]
   total = {k: sum(r.get(k, 0) for r in rows) for k in ("wall", *EVENTS.values())}
   print(f"{len(rows)} tests: " + ", ".join(f"{k} {v:.0f} s" for k, v in total.items()))
+  files, functions = collections.Counter(), collections.Counter()
+  for r in rows:
+    files[r["node"].split("::")[0]] += r["wall"]
+    functions.update({k[3:]: v for k, v in r.items() if k.startswith("fn:")})
+  print("\nby file (wall s):\n" + "\n".join(f"{v:7.0f}  {k}" for k, v in files.most_common(25)))
+  print("\ncompiled functions (compile s):\n" + "\n".join(f"{v:7.1f}  {k}" for k, v in functions.most_common(25)))
+  print("\nslowest tests:")
   for r in sorted(rows, key=lambda r: -r["wall"])[:40]:
     print(f"{r['wall']:7.1f} s  compile {r.get('compile', 0):6.1f}  trace {r.get('trace', 0):5.1f}  {r['node']}")
