@@ -1,7 +1,9 @@
 """Shared by the part-2 zoo parity tests: a ``keras.applications`` reference with random weights,
 saved in both .h5 key layouts, converted and compared (logits and pooled features)."""
 
+import contextlib
 import os
+from unittest import mock
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -9,6 +11,38 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from zoo_parity import compare, images  # noqa: E402
+
+
+@contextlib.contextmanager
+def reference_session(seed):
+  """Build a Keras reference inside: a fresh Keras session (a second model in one process would
+  name its layers ``normalization_1``, not the published files' names), seeded, whose random
+  initialisers draw from numpy. Under the JAX backend each eager ``jax.random`` draw (and the
+  arithmetic on it) compiles one small program per shape: ~20 s for EfficientNet-B0's truncated
+  normals before the reference ran once. The weights only need to be seeded and random
+  (``randomize`` then sets BatchNorms and biases); the draws keep Keras' distributions, and its
+  truncation at two standard deviations."""
+  keras = pytest.importorskip("keras")
+  from keras.src.backend.jax import random as jax_random
+  from keras.src.backend import config
+
+  keras.backend.clear_session()
+  keras.utils.set_random_seed(seed)
+  rng = np.random.default_rng(seed)
+  cast = lambda x, dtype: np.asarray(x, dtype or config.floatx())
+
+  def truncated_normal(shape, mean=0.0, stddev=1.0, dtype=None, seed=None):
+    z = rng.standard_normal(shape)
+    while (out := np.abs(z) > 2.0).any():
+      z[out] = rng.standard_normal(out.sum())
+    return cast(z * stddev + mean, dtype)
+
+  with mock.patch.multiple(
+      jax_random, truncated_normal=truncated_normal,
+      normal=lambda shape, mean=0.0, stddev=1.0, dtype=None, seed=None: cast(rng.normal(mean, stddev, shape), dtype),
+      uniform=lambda shape, minval=0.0, maxval=1.0, dtype=None, seed=None: cast(
+          rng.uniform(minval, maxval, shape), dtype)):
+    yield
 
 
 def randomize(model, seed, he=False):
@@ -58,9 +92,9 @@ def keras_check(name, app, preprocess, pooled_layer, tmp_path, size, seed=0, he=
   name of its global-pooling layer (the pooled features).
   """
   keras = pytest.importorskip("keras")
-  keras.utils.set_random_seed(seed)
-  reference = getattr(keras.applications, app)(weights=None, input_shape=(size, size, 3),
-                                              classifier_activation=None)
+  with reference_session(seed):
+    reference = getattr(keras.applications, app)(weights=None, input_shape=(size, size, 3),
+                                                classifier_activation=None)
   randomize(reference, seed, he)
   x = images(seed, size)
   xin = getattr(keras.applications, preprocess).preprocess_input(x.copy())

@@ -19,6 +19,7 @@ import torch.nn.functional as F  # noqa: E402
 
 import torch_reference as ref  # noqa: E402
 from zoo_parity import compare, images, torch_check  # noqa: E402
+from keras_parity import reference_session  # noqa: E402
 
 
 slow = pytest.mark.slow
@@ -188,10 +189,10 @@ def write_legacy_h5(model, path):
 
 def keras_check(name, tmp_path, include_top=True, size=32, seed=0):
   keras = pytest.importorskip("keras")
-  keras.utils.set_random_seed(seed)
   kw = dict(include_top=True, classifier_activation=None) if include_top else dict(
       include_top=False, pooling="avg")
-  reference = getattr(keras.applications, KERAS_APPS[name])(weights=None, input_shape=(size, size, 3), **kw)
+  with reference_session(seed):
+    reference = getattr(keras.applications, KERAS_APPS[name])(weights=None, input_shape=(size, size, 3), **kw)
   keras_randomize(reference, seed)
   x = images(seed, size)
   # Raw pixels: Keras normalises inside. One jit-compiled predict (eager calls compile per op).

@@ -121,12 +121,12 @@ KERAS_APPS = {**{f"keras_efficientnet_b{k}": f"EfficientNetB{k}" for k in range(
 def check_keras(name, tmp_path, size, seed=0):
   keras = pytest.importorskip("keras")
   pytest.importorskip("h5py")
+  from keras_parity import reference_session
   from test_parity_keras import randomize, write_legacy_h5
 
-  keras.utils.set_random_seed(seed)
   app = getattr(keras.applications, KERAS_APPS[name])
-  reference = app(weights=None, input_shape=(size, size, 3), include_top=True,
-                  classifier_activation=None)
+  with reference_session(seed):
+    reference = app(weights=None, input_shape=(size, size, 3), include_top=True, classifier_activation=None)
   randomize(reference, seed)
   # Logits of std ~0.1 with Keras' classifier init: make them O(1).
   head = [l for l in reference.layers if l.weights][-1]

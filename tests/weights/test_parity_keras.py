@@ -23,6 +23,7 @@ h5py = pytest.importorskip("h5py")
 
 from tl_jax import models, weights  # noqa: E402
 from tl_jax.weights import h5  # noqa: E402
+from keras_parity import reference_session  # noqa: E402
 
 TOL = 1e-4
 slow = pytest.mark.slow
@@ -80,10 +81,10 @@ def randomize(model, seed):
 
 def check(name, tmp_path, *, include_top, size, seed=0):
   app, prep = APPS[name]
-  keras.utils.set_random_seed(seed)
   kw = dict(include_top=True, classifier_activation=None) if include_top else dict(
       include_top=False, pooling="avg")
-  reference = getattr(keras.applications, app)(weights=None, input_shape=(size, size, 3), **kw)
+  with reference_session(seed):
+    reference = getattr(keras.applications, app)(weights=None, input_shape=(size, size, 3), **kw)
   randomize(reference, seed)
   x = np.random.default_rng(seed).uniform(0, 255, (2, size, size, 3)).astype(np.float32)
   preprocess = getattr(keras.applications, prep).preprocess_input
@@ -126,9 +127,8 @@ def test_keras_parity(name, include_top, size, tmp_path):
 
 
 def test_keras_file_for_another_model(tmp_path):
-  keras.utils.set_random_seed(0)
-  reference = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3),
-                                             include_top=False)
+  with reference_session(0):
+    reference = keras.applications.MobileNetV2(weights=None, input_shape=(32, 32, 3), include_top=False)
   write_legacy_h5(reference, tmp_path / "mbv2.h5")
   with pytest.raises(ValueError, match=r"missing key\(s\): conv1_bn/conv1_bn/beta.*\n.*"
                                        r"unexpected key\(s\): Conv1/Conv1/kernel"):
